@@ -1,0 +1,71 @@
+"""The one settings object: every knob of the engine, read from `PETITION_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+RULES_DIR = PROJECT_DIR / "rules"
+
+
+class Settings(BaseSettings):
+    """Engine configuration; see README "Configuration" for each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="PETITION_", extra="ignore")
+
+    data_dir: Path = Field(default=PROJECT_DIR / "data", description="Database file, documents, keys, server state.")
+    database_url: str | None = Field(default=None, description="SQLModel URL; default: SQLite file in data_dir.")
+    # TEMPORAL_ADDRESS is the name operators already know from the temporal CLI, so it has no prefix.
+    temporal_address: str | None = Field(default=None, validation_alias="TEMPORAL_ADDRESS")
+    namespace: str = "default"
+    task_queue: str = "petitions"
+    server_port: int = 7233
+    ui_port: int = 8233
+    rules_file: Path = RULES_DIR / "default.toml"
+    calendar_file: Path = RULES_DIR / "calendar" / "cn_holidays.toml"
+    ledger_key_file: Path | None = None
+    notify_adapter: str = Field(default="recording", description="recording | webhook | smtp")
+    webhook_url: str | None = None
+    webhook_timeout_s: float = 5.0
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "petition-engine@localhost"
+    # Which recipients the adapters reach; a role -> address map lives in rules/routing.toml.
+    log_json: bool | None = None
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'petitions.db'}"
+
+    @cached_property
+    def documents_dir(self) -> Path:
+        return self.data_dir / "documents"
+
+    def resolved_ledger_key_file(self) -> Path:
+        return self.ledger_key_file or self.data_dir / "keys" / "ledger_ed25519.pem"
+
+    def matter_key_secret(self) -> bytes:
+        """Secret for hashing a petitioner + matter into a key that carries no readable PII.
+
+        Created on first use with owner-only permissions; never logged, never defaulted.
+        """
+        path = self.data_dir / "keys" / "matter_hmac.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
+
+def load_settings(**overrides: object) -> Settings:
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings

@@ -1,0 +1,151 @@
+"""The words the rules may use: categories, risk tiers, channels, stages, outcomes, deadlines.
+
+Every TOML file in rules/ is validated against these enums, so a typo in a file is an error
+that names the file, the rule and the field instead of a rule that silently never fires.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    visit = "visit"  # 来访
+    online = "online"  # 网上信访
+    letter = "letter"  # 来信
+    phone = "phone"  # 来电
+    video = "video"  # 视频接访 (云窗口)
+
+
+class OfficeLevel(StrEnum):
+    city = "city"
+    county = "county"
+    township = "township"
+
+
+class Category(StrEnum):
+    land_expropriation = "land_expropriation"  # 征地拆迁
+    labor_social_security = "labor_social_security"  # 劳动保障
+    law_litigation = "law_litigation"  # 涉法涉诉
+    rural_agriculture = "rural_agriculture"  # 农村农业
+    urban_construction_transport = "urban_construction_transport"  # 城建交通
+    education_health = "education_health"  # 教育医疗
+    environment = "environment"  # 环境保护
+    other = "other"  # 其他
+
+
+class Risk(StrEnum):
+    high = "high"
+    medium = "medium"
+    low = "low"
+
+
+class Stage(StrEnum):
+    registered = "registered"
+    triaged = "triaged"
+    arbitration = "arbitration"
+    accepted = "accepted"
+    not_accepted = "not_accepted"
+    redirected = "redirected"
+    mediation = "mediation"
+    handling = "handling"
+    opinion_issued = "opinion_issued"
+    review = "review"
+    re_review = "re_review"
+    closed = "closed"
+
+
+class Outcome(StrEnum):
+    mediated = "mediated"
+    resolved = "resolved"
+    final_after_review = "final_after_review"
+    final_after_re_review = "final_after_re_review"
+    redirected = "redirected"
+    not_accepted = "not_accepted"
+    withdrawn = "withdrawn"
+
+
+class RedirectRoute(StrEnum):
+    litigation = "litigation"
+    arbitration = "arbitration"
+    administrative_reconsideration = "administrative_reconsideration"
+
+
+class DeadlineName(StrEnum):
+    acceptance = "acceptance"
+    mediation_window = "mediation_window"
+    handling = "handling"
+    review_request = "review_request"
+    review_decision = "review_decision"
+    re_review_request = "re_review_request"
+    re_review_decision = "re_review_decision"
+    risk_warning = "risk_warning"
+    supervision = "supervision"
+    notify_immediate = "notify_immediate"
+    notify_priority = "notify_priority"
+
+
+class DeadlineStart(StrEnum):
+    """The event that starts a deadline's clock."""
+
+    registration = "registration"
+    triage = "triage"
+    acceptance = "acceptance"
+    opinion_issued = "opinion_issued"  # the engine takes issue time as the petitioner's receipt
+    review_requested = "review_requested"
+    review_decided = "review_decided"
+    re_review_requested = "re_review_requested"
+    letter_issued = "letter_issued"
+
+
+class DeadlineUnit(StrEnum):
+    days = "days"
+    working_days = "working_days"
+    hours = "hours"
+    minutes = "minutes"
+
+
+class ScoreRule(StrEnum):
+    mediation_success = "mediation_success"
+    mediation_failed_review = "mediation_failed_review"
+    mediation_window_missed = "mediation_window_missed"
+    accountability = "accountability"
+
+
+class DocumentKind(StrEnum):
+    acceptance_notice = "acceptance_notice"  # 受理告知书
+    not_accepted_notice = "not_accepted_notice"  # 不予受理告知书
+    redirect_notice = "redirect_notice"  # 导入法定途径告知书
+    mediation_agreement = "mediation_agreement"  # 调解协议
+    extension_notice = "extension_notice"  # 延期告知书
+    handling_opinion = "handling_opinion"  # 办理意见书
+    review_opinion = "review_opinion"  # 复查意见书
+    re_review_opinion = "re_review_opinion"  # 复核意见书
+    risk_warning_letter = "risk_warning_letter"  # 风险提示函
+    supervision_letter = "supervision_letter"  # 督办函
+    accountability_letter = "accountability_letter"  # 问责建议函
+    petitioner_notice = "petitioner_notice"  # 群众告知书
+    delivery_receipt = "delivery_receipt"  # 送达回证
+
+
+class NotificationTier(StrEnum):
+    immediate = "immediate"
+    priority = "priority"
+    batch = "batch"
+    overdue = "overdue"
+
+
+class RecipientRole(StrEnum):
+    principal_leader = "principal_leader"  # 主要领导
+    deputy_leader = "deputy_leader"  # 分管负责人
+    handling_unit = "handling_unit"  # 责任单位
+    unit_leader = "unit_leader"  # 责任单位负责人
+    supervision_office = "supervision_office"  # 督查室
+
+
+class NotifyChannel(StrEnum):
+    sms = "sms"
+    push = "push"
+    batch = "batch"
+    email = "email"
+    webhook = "webhook"
