@@ -1,0 +1,151 @@
+"""The engine's tables (SQLModel) and the database engine. Tables never travel through Temporal.
+
+SQLite file under the data folder by default, PostgreSQL by URL (PETITION_DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, SQLModel, create_engine
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CaseRow(SQLModel, table=True):
+    """One petition case: what a supervisor lists and filters on. No petitioner PII here."""
+
+    __tablename__ = "cases"
+
+    case_id: str = Field(primary_key=True)
+    matter_key: str = Field(index=True)
+    status: str = Field(default="open", index=True)
+    stage: str = "registered"
+    outcome: str | None = None
+    category: str | None = Field(default=None, index=True)
+    risk: str | None = None
+    unit: str | None = Field(default=None, index=True)
+    locality: str
+    channel: str
+    office_level: str
+    title: str
+    person_count: int = 1
+    visits: int = 1
+    nail_case: bool = False
+    mediation_eligible: bool = False
+    mediation_succeeded: bool = False
+    overdue: bool = False
+    rules_version: str
+    registered_at: datetime
+    closed_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=_utcnow)
+
+
+class PetitionerRow(SQLModel, table=True):
+    """Petitioners' personal data, kept only here (and in the documents addressed to them)."""
+
+    __tablename__ = "petitioners"
+    __table_args__ = (UniqueConstraint("case_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    position: int
+    name: str
+    id_number: str | None = None
+    phone: str | None = None
+
+
+class TimelineRow(SQLModel, table=True):
+    """The case history the supervision office inspects; one row per timeline event."""
+
+    __tablename__ = "timeline"
+
+    case_id: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    at: datetime
+    offset_s: int
+    kind: str
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class DocumentRow(SQLModel, table=True):
+    __tablename__ = "documents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    case_id: str = Field(index=True)
+    kind: str
+    sha256: str = Field(index=True)
+    path: str
+    ledger_index: int
+    verification_code: str
+    issued_at: datetime
+
+
+class ScoreEventRow(SQLModel, table=True):
+    """The HR assessment stream: appended exactly once per (case, rule, occurrence); `id` is the cursor."""
+
+    __tablename__ = "score_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    case_id: str = Field(index=True)
+    unit: str = Field(index=True)
+    rule: str
+    points: int
+    official: str | None = None
+    note: str = ""
+    occurred_at: datetime
+    rules_version: str
+    recorded_at: datetime = Field(default_factory=_utcnow)
+
+
+class RefusalRow(SQLModel, table=True):
+    """Actions the rules refused: the only trace a refused action leaves."""
+
+    __tablename__ = "refusals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    action: str
+    error: str
+    at: datetime = Field(default_factory=_utcnow)
+
+
+Index("ix_cases_matter_open", CaseRow.matter_key, CaseRow.status)  # type: ignore[arg-type]
+
+_engines: dict[str, Engine] = {}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets the starter read while the worker writes; a busy timeout instead of "database is locked".
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def get_engine(url: str) -> Engine:
+    """One engine per URL per process, with the tables created."""
+    engine = _engines.get(url)
+    if engine is None:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        SQLModel.metadata.create_all(engine)
+        _engines[url] = engine
+    return engine
+
+
+def dispose_engines() -> None:
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()

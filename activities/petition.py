@@ -1,0 +1,358 @@
+"""Every side effect of a petition case: database, documents + ledger, notifications, scores.
+
+Each activity carries an idempotency key (or writes rows keyed by case and sequence), so a
+retried activity never duplicates what it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from activities.db import CaseRow, DocumentRow, PetitionerRow, ScoreEventRow, TimelineRow, get_engine
+from activities.documents import TEMPLATE_VERSION, document_path, footer, render_body
+from activities.ledger import Ledger, make_entry, verification_code
+from activities.notify import Notice, NotifyError, RecordingNotifier, build_notifier
+from engine.config import RULES_DIR, Settings
+from engine.logs import get_logger
+from rules.triage import TriageInput, load_triage
+from workflows.models import (
+    DIGEST_WORKFLOW,
+    BatchEnqueue,
+    CaseSnapshot,
+    DigestItem,
+    DigestRequest,
+    DigestStart,
+    DocumentIssued,
+    DocumentRequest,
+    NotificationRequest,
+    NotificationSent,
+    RegisterCaseInput,
+    RegisterCaseResult,
+    ScoreRequest,
+    TriageOutcome,
+    TriageRequest,
+)
+
+log = get_logger(component="activities")
+
+
+def digest_id_for(unit: str, batch_at: datetime) -> str:
+    """One digest workflow per unit per batch instant; the unit's name is hashed into the id."""
+    unit_hash = hashlib.sha256(unit.encode()).hexdigest()[:12]
+    return f"digest-{unit_hash}-{batch_at.strftime('%Y%m%dT%H%M')}"
+
+
+class PetitionActivities:
+    """The activities, bound to one process's settings, database, ledger, notifier and client."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.settings = settings
+        self.engine = get_engine(settings.resolved_database_url())
+        self.ledger = Ledger(self.engine, settings.resolved_ledger_key_file())
+        self.client = client
+        self.notifier = build_notifier(settings)
+        self.fallback = RecordingNotifier(settings.data_dir)
+        self.triage = load_triage()
+        self._officials: dict[str, Any] | None = None
+        # One writer at a time per process for the ledger (the ledger also serialises across processes).
+        self._doc_lock = asyncio.Lock()
+
+    def all(self) -> list[Any]:
+        return [
+            self.register_case,
+            self.triage_petition,
+            self.save_case,
+            self.issue_document,
+            self.send_notification,
+            self.send_fallback_notification,
+            self.record_score,
+            self.resolve_officials,
+            self.enqueue_batch,
+            self.send_digest,
+        ]
+
+    # ---------------------------------------------------------------------------------------
+    @activity.defn(name="register_case")
+    async def register_case(self, req: RegisterCaseInput) -> RegisterCaseResult:
+        return await asyncio.to_thread(self._register_case, req)
+
+    def _register_case(self, req: RegisterCaseInput) -> RegisterCaseResult:
+        intake = req.intake
+        with Session(self.engine) as s:
+            if s.get(CaseRow, req.case_id) is not None:
+                return RegisterCaseResult(case_id=req.case_id, created=False)
+            s.add(
+                CaseRow(
+                    case_id=req.case_id,
+                    matter_key=req.matter_key,
+                    locality=intake.locality,
+                    channel=intake.channel.value,
+                    office_level=intake.office_level.value,
+                    title=intake.title,
+                    person_count=len(intake.petitioners),
+                    rules_version=req.rules_version,
+                    registered_at=req.registered_at,
+                    category=intake.category.value if intake.category else None,
+                    risk=intake.risk.value if intake.risk else None,
+                    unit=intake.responsible_unit,
+                )
+            )
+            for i, p in enumerate(intake.petitioners):
+                s.add(PetitionerRow(case_id=req.case_id, position=i, name=p.name, id_number=p.id_number, phone=p.phone))
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                return RegisterCaseResult(case_id=req.case_id, created=False)
+        log.info("case registered", case_id=req.case_id, channel=intake.channel.value, people=len(intake.petitioners))
+        return RegisterCaseResult(case_id=req.case_id, created=True)
+
+    # ---------------------------------------------------------------------------------------
+    @activity.defn(name="triage_petition")
+    async def triage_petition(self, req: TriageRequest) -> TriageOutcome:
+        i = req.intake
+        result = self.triage.classify(
+            TriageInput(
+                title=i.title,
+                content=i.content,
+                locality=i.locality,
+                category=i.category,
+                risk=i.risk,
+                responsible_unit=i.responsible_unit,
+                disputed_amount=i.disputed_amount,
+                worker_count=i.worker_count,
+            )
+        )
+        collective = result.collective_wage_arrears
+        if result.worker_count is not None and result.worker_count < req.collective_min_workers:
+            collective = False
+        return TriageOutcome(
+            category=result.category,
+            risk=result.risk,
+            unit=result.unit,
+            reasons=result.reasons,
+            category_source=result.category_source,
+            risk_source=result.risk_source,
+            statutory_channel=result.statutory_channel,
+            collective_wage_arrears=collective,
+            worker_count=result.worker_count,
+            amount=result.amount,
+            model_version=result.model_version,
+            principal_leader=self.triage.principal_leader(i.locality),
+            deputy_leader=self.triage.deputy_leader(i.locality, result.category),
+        )
+
+    # ---------------------------------------------------------------------------------------
+    @activity.defn(name="save_case")
+    async def save_case(self, snap: CaseSnapshot) -> None:
+        await asyncio.to_thread(self._save_case, snap)
+
+    def _save_case(self, snap: CaseSnapshot) -> None:
+        with Session(self.engine) as s:
+            row = s.get(CaseRow, snap.case_id)
+            if row is None:
+                raise ApplicationError(f"case {snap.case_id} is not registered", non_retryable=False)
+            row.stage = snap.stage.value
+            row.status = snap.status
+            row.outcome = snap.outcome.value if snap.outcome else None
+            row.category = snap.category.value if snap.category else row.category
+            row.risk = snap.risk.value if snap.risk else row.risk
+            row.unit = snap.unit or row.unit
+            row.visits = snap.visits
+            row.nail_case = snap.nail_case
+            row.mediation_eligible = snap.mediation_eligible
+            row.mediation_succeeded = snap.mediation_succeeded
+            row.overdue = snap.overdue
+            row.closed_at = snap.closed_at
+            row.updated_at = datetime.now(row.registered_at.tzinfo)
+            s.add(row)
+            seqs = [e.seq for e in snap.events]
+            existing: set[int] = set()
+            if seqs:
+                existing = set(
+                    s.exec(
+                        select(TimelineRow.seq).where(TimelineRow.case_id == snap.case_id, TimelineRow.seq.in_(seqs))  # type: ignore[attr-defined]
+                    ).all()
+                )
+            for e in snap.events:
+                if e.seq not in existing:  # a retried save never duplicates an event
+                    s.add(TimelineRow(case_id=snap.case_id, seq=e.seq, at=e.at, offset_s=e.offset_s, kind=e.kind, data=e.data))
+            s.commit()
+
+    # ---------------------------------------------------------------------------------------
+    @activity.defn(name="issue_document")
+    async def issue_document(self, req: DocumentRequest) -> DocumentIssued:
+        async with self._doc_lock:
+            return await asyncio.to_thread(self._issue_document, req)
+
+    def _issue_document(self, req: DocumentRequest) -> DocumentIssued:
+        with Session(self.engine) as s:
+            done = s.exec(select(DocumentRow).where(DocumentRow.idempotency_key == req.idempotency_key)).first()
+            if done is not None:
+                return DocumentIssued(
+                    kind=req.kind,
+                    sha256=done.sha256,
+                    ledger_index=done.ledger_index,
+                    verification_code=done.verification_code,
+                    path=done.path,
+                )
+            people = s.exec(select(PetitionerRow).where(PetitionerRow.case_id == req.case_id).order_by(PetitionerRow.position)).all()  # type: ignore[arg-type]
+        addressee = "、".join(p.name for p in people) or "信访人"
+        body = render_body(req.kind, req.case_id, req.issued_at, req.fields, addressee)
+        digest = hashlib.sha256(body).hexdigest()
+        entry = make_entry(
+            document_sha256=digest,
+            kind=req.kind.value,
+            case_id=req.case_id,
+            issued_at=req.issued_at,
+            extra={"template_version": TEMPLATE_VERSION},
+        )
+        appended = self.ledger.append(entry, req.idempotency_key)
+        code = verification_code(appended.index, digest)
+        n = int(req.idempotency_key.rsplit(":", 1)[-1])
+        path = document_path(self.settings.documents_dir, req.case_id, req.kind, n)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(body + footer(code, digest))
+        os.replace(tmp, path)
+        with Session(self.engine) as s:
+            s.add(
+                DocumentRow(
+                    idempotency_key=req.idempotency_key,
+                    case_id=req.case_id,
+                    kind=req.kind.value,
+                    sha256=digest,
+                    path=str(path),
+                    ledger_index=appended.index,
+                    verification_code=code,
+                    issued_at=req.issued_at,
+                )
+            )
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+        log.info("document issued", case_id=req.case_id, kind=req.kind.value, ledger_index=appended.index)
+        return DocumentIssued(kind=req.kind, sha256=digest, ledger_index=appended.index, verification_code=code, path=str(path))
+
+    # ---------------------------------------------------------------------------------------
+    @activity.defn(name="send_notification")
+    async def send_notification(self, req: NotificationRequest) -> NotificationSent:
+        notifier = build_notifier(self.settings, req.channel) if self.settings.notify_adapter != "recording" else self.notifier
+        return await self._deliver(notifier, req)
+
+    @activity.defn(name="send_fallback_notification")
+    async def send_fallback_notification(self, req: NotificationRequest) -> NotificationSent:
+        """The escalation path: the supervision office's duty log, which is always reachable."""
+        return await self._deliver(self.fallback, req)
+
+    async def _deliver(self, notifier: Any, req: NotificationRequest) -> NotificationSent:
+        notice = Notice(
+            idempotency_key=req.idempotency_key,
+            case_id=req.case_id,
+            tier=req.tier,
+            recipient_role=req.recipient_role,
+            recipient=req.recipient,
+            channel=req.channel,
+            subject=req.subject,
+            body=req.body,
+            deadline=req.deadline.isoformat() if req.deadline else None,
+        )
+        try:
+            delivery = await notifier.send(notice)
+        except NotifyError as err:
+            log.warning("notification not delivered", case_id=req.case_id, tier=req.tier.value, error=str(err))
+            raise ApplicationError(str(err), type="NotDelivered", non_retryable=not err.retryable) from err
+        log.info("notification sent", case_id=req.case_id, tier=req.tier.value, adapter=delivery.adapter)
+        return NotificationSent(
+            channel=delivery.channel,
+            delivered=delivery.delivered,
+            adapter=delivery.adapter,
+            sent_at=delivery.sent_at,
+            detail=delivery.detail,
+        )
+
+    # ---------------------------------------------------------------------------------------
+    @activity.defn(name="record_score")
+    async def record_score(self, req: ScoreRequest) -> None:
+        await asyncio.to_thread(self._record_score, req)
+
+    def _record_score(self, req: ScoreRequest) -> None:
+        with Session(self.engine) as s:
+            exists = s.exec(select(ScoreEventRow.id).where(ScoreEventRow.idempotency_key == req.idempotency_key)).first()
+            if exists is not None:
+                return
+            s.add(
+                ScoreEventRow(
+                    idempotency_key=req.idempotency_key,
+                    case_id=req.case_id,
+                    unit=req.unit,
+                    rule=str(req.rule),
+                    points=req.points,
+                    official=req.official,
+                    note=req.note,
+                    occurred_at=req.occurred_at,
+                    rules_version=req.rules_version,
+                )
+            )
+            try:
+                s.commit()
+            except IntegrityError:  # a concurrent retry won the race: still exactly once
+                s.rollback()
+
+    # ---------------------------------------------------------------------------------------
+    @activity.defn(name="resolve_officials")
+    async def resolve_officials(self, unit: str) -> list[str]:
+        if self._officials is None:
+            with open(RULES_DIR / "officials.toml", "rb") as fh:
+                self._officials = tomllib.load(fh)
+        units = self._officials.get("units", {})
+        names = units.get(unit, {}).get("officials") or self._officials.get("default", {}).get("officials", [])
+        return [str(n).replace("{unit}", unit) for n in names]
+
+    # ---------------------------------------------------------------------------------------
+    @activity.defn(name="enqueue_batch")
+    async def enqueue_batch(self, req: BatchEnqueue) -> None:
+        """Add a low-risk case to its unit's next-morning digest (signal-with-start)."""
+        if self.client is None:
+            raise ApplicationError("no Temporal client to start the daily digest", non_retryable=True)
+        digest_id = digest_id_for(req.unit, req.batch_at)
+        await self.client.start_workflow(
+            DIGEST_WORKFLOW,
+            DigestStart(digest_id=digest_id, unit=req.unit, batch_at=req.batch_at),
+            id=digest_id,
+            task_queue=req.task_queue,
+            start_signal="add_case",
+            start_signal_args=[DigestItem(case_id=req.case_id, title=req.title)],
+        )
+
+    @activity.defn(name="send_digest")
+    async def send_digest(self, req: DigestRequest) -> NotificationSent:
+        lines = [f"{i + 1}. {item.case_id} {item.title}" for i, item in enumerate(req.items)]
+        notice = NotificationRequest(
+            idempotency_key=f"{req.digest_id}:{len(req.items)}",
+            case_id=req.items[0].case_id if req.items else req.digest_id,
+            tier="batch",  # type: ignore[arg-type]
+            recipient_role="handling_unit",  # type: ignore[arg-type]
+            recipient=req.unit,
+            channel="batch",  # type: ignore[arg-type]
+            subject=f"[次日批量分转] {req.unit} {len(req.items)} 件低风险信访事项",
+            body="\n".join(lines),
+        )
+        return await self._deliver(self.notifier, notice)
+
+
+def documents_root(settings: Settings) -> Path:
+    return settings.documents_dir

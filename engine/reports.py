@@ -1,0 +1,194 @@
+"""Read-side operations: the HR score stream, the annual assessment, document verification, the
+ledger's signed heads and proofs, and the holiday calendar's status and push.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from activities.db import CaseRow, DocumentRow, ScoreEventRow, get_engine
+from activities.documents import split_document
+from activities.ledger import Ledger, verification_code, verify_document
+from engine.config import Settings
+from engine.desk import InputError, load_calendar
+from rules.deadlines import SHANGHAI
+from rules.ruleset import load_rules
+
+
+def _ledger(settings: Settings) -> Ledger:
+    return Ledger(get_engine(settings.resolved_database_url()), settings.resolved_ledger_key_file())
+
+
+# --------------------------------------------------------------------------------------------
+# HR
+# --------------------------------------------------------------------------------------------
+
+
+def score_events(settings: Settings, since: int = 0, limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
+    """Score events after `since` (a cursor: the last id seen), oldest first, and the next cursor.
+
+    Rows are appended exactly once and ids only grow, so polling with the returned cursor never
+    misses or repeats an event.
+    """
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        rows = s.exec(
+            select(ScoreEventRow).where(col(ScoreEventRow.id) > since).order_by(col(ScoreEventRow.id)).limit(limit)
+        ).all()
+    events = [
+        {
+            "cursor": r.id,
+            "case_id": r.case_id,
+            "unit": r.unit,
+            "rule": r.rule,
+            "points": r.points,
+            "official": r.official,
+            "occurred_at": r.occurred_at.isoformat(),
+            "rules_version": r.rules_version,
+        }
+        for r in rows
+    ]
+    return events, (rows[-1].id if rows else since) or since
+
+
+def assessment(settings: Settings, year: int) -> dict[str, Any]:
+    """Each unit's mediation rate (mediated / eligible) and points for one year (Asia/Shanghai)."""
+    rules = load_rules(settings.rules_file)
+    weight = rules.scores.mediation_rate_weight
+    start = datetime(year, 1, 1, tzinfo=SHANGHAI).astimezone(UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=SHANGHAI).astimezone(UTC)
+    units: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"eligible": 0, "mediated": 0, "window_missed": 0, "points": 0, "accountability_officials": []}
+    )
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        for case in s.exec(select(CaseRow).where(CaseRow.mediation_eligible == True)):  # noqa: E712
+            reg = case.registered_at if case.registered_at.tzinfo else case.registered_at.replace(tzinfo=UTC)
+            if start <= reg < end and case.unit:
+                units[case.unit]["eligible"] += 1
+                if case.mediation_succeeded:
+                    units[case.unit]["mediated"] += 1
+        for ev in s.exec(select(ScoreEventRow)):
+            occ = ev.occurred_at if ev.occurred_at.tzinfo else ev.occurred_at.replace(tzinfo=UTC)
+            if not (start <= occ < end):
+                continue
+            u = units[ev.unit]
+            u["points"] += ev.points
+            if ev.rule == "mediation_window_missed":
+                u["window_missed"] += 1
+            if ev.official:
+                u["accountability_officials"].append(ev.official)
+    out = []
+    for unit, u in sorted(units.items()):
+        rate = (u["mediated"] / u["eligible"]) if u["eligible"] else None
+        out.append(
+            {
+                "unit": unit,
+                **u,
+                "mediation_rate": round(rate, 4) if rate is not None else None,
+                "mediation_rate_weighted": round(rate * weight, 4) if rate is not None else None,
+            }
+        )
+    return {"year": year, "mediation_rate_weight": weight, "rules_version": rules.version, "units": out}
+
+
+# --------------------------------------------------------------------------------------------
+# Verifiable documents
+# --------------------------------------------------------------------------------------------
+
+
+def verify_file(settings: Settings, path: Path) -> tuple[bool, str, dict[str, Any] | None]:
+    """Is this document file genuine? (ok, a sentence, the proof that was checked)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such file.") from exc
+    if not (settings.data_dir.exists() and any(settings.data_dir.iterdir())):
+        raise InputError(f"{settings.data_dir}: no engine data here; pass --data DIR (the folder kept by --keep).")
+    body, code = split_document(data)
+    ledger = _ledger(settings)
+    result = verify_document(body, ledger)
+    if not result.genuine:
+        return False, result.message, None
+    if code is not None and result.index is not None:
+        import hashlib
+
+        expected = verification_code(result.index, hashlib.sha256(body).hexdigest())
+        if code != expected:
+            return False, f"not genuine: the verification code printed on it ({code}) is not this document's ({expected}).", None
+    detail = {
+        "index": result.index,
+        "tree_size": result.tree_size,
+        "root": result.root_hex,
+        "proof": result.proof_hex,
+        "signed_head": result.signed_head.model_dump(mode="json") if result.signed_head else None,
+        "verification_code": code,
+    }
+    return True, result.message, detail
+
+
+def ledger_head(settings: Settings) -> dict[str, Any]:
+    return _ledger(settings).signed_head().model_dump(mode="json")
+
+
+def ledger_consistency(settings: Settings, old: int, new: int) -> dict[str, Any]:
+    ledger = _ledger(settings)
+    size = ledger.size()
+    if not (0 < old <= new <= size):
+        raise InputError(f"sizes must satisfy 0 < OLD <= NEW <= {size} (the log's size).")
+    proof = ledger.consistency_proof(old, new)
+    return {
+        "old_size": old,
+        "new_size": new,
+        "old_root": ledger.root(old).hex(),
+        "new_root": ledger.root(new).hex(),
+        "proof": [h.hex() for h in proof],
+        "proof_b64": [base64.b64encode(h).decode() for h in proof],
+        "signed_head": ledger.signed_head(new).model_dump(mode="json"),
+    }
+
+
+def documents_of(settings: Settings, case_id: str) -> list[dict[str, Any]]:
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        rows = s.exec(select(DocumentRow).where(DocumentRow.case_id == case_id).order_by(col(DocumentRow.id))).all()
+    return [r.model_dump(mode="json") for r in rows]
+
+
+# --------------------------------------------------------------------------------------------
+# Calendar
+# --------------------------------------------------------------------------------------------
+
+
+def calendar_status(settings: Settings) -> dict[str, Any]:
+    cal = load_calendar(settings)
+    this_year = datetime.now(UTC).astimezone(SHANGHAI).year
+    return {
+        "file": str(settings.calendar_file),
+        "official_years": sorted(cal.official_years),
+        "provisional_years": [y for y in (this_year, this_year + 1) if y not in cal.official_years],
+        "note": "Deadlines in a provisional year count weekends only until its State Council schedule is added.",
+    }
+
+
+async def calendar_push(settings: Settings) -> dict[str, Any]:
+    """Send the calendar file to every open case, so provisional deadlines are recomputed."""
+    from engine.servers import connect
+
+    cal = load_calendar(settings)
+    this_year = datetime.now(UTC).astimezone(SHANGHAI).year
+    snapshot = cal.to_snapshot(range(this_year - 2, this_year + 3))
+    client = await connect(settings)
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        open_ids = [c.case_id for c in s.exec(select(CaseRow).where(CaseRow.status == "open"))]
+    pushed, failed = 0, []
+    for case_id in open_ids:
+        try:
+            await client.get_workflow_handle(case_id).signal("reload_calendar", snapshot)
+            pushed += 1
+        except Exception as exc:  # a case that closed meanwhile; report it, carry on with the rest
+            failed.append({"case_id": case_id, "error": str(exc)})
+    return {"pushed": pushed, "failed": failed, "official_years": snapshot.official_years}

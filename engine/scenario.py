@@ -1,0 +1,150 @@
+"""The scenario runner (../shared/scenario-contract.md): one scripted life of a petition, driven
+through the real worker, workflows and activities on the time-skipping test server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from temporalio.client import WorkflowExecutionStatus
+
+from activities.db import dispose_engines
+from engine.config import Settings
+from engine.desk import InputError, Refused, act, history, parse_action, parse_intake, register
+from engine.servers import start_test_server
+from workflows.models import Intake, describe_validation_error
+
+_DURATION = re.compile(
+    r"^P(?!$)(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """ISO-8601 durations in weeks, days, hours, minutes and seconds (PnWnDTnHnMnS)."""
+    m = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"'{text}' is not an ISO-8601 duration such as P2D, PT30M or P1DT12H")
+    parts = {k: float(v) if v else 0.0 for k, v in m.groupdict().items()}
+    return timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after: str
+    action: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    petition: dict[str, Any]
+    steps: list[Step] = Field(default_factory=list)
+    until: str = "P400D"
+    calendar: Literal["official", "weekends_only"] = "official"
+
+    @field_validator("until")
+    @classmethod
+    def _until(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+def load_scenario(path: Path) -> tuple[Scenario, Intake]:
+    """Parse and validate a scenario file; InputError with a one-line reason when it is not valid."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such file.") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(f"{path}: {describe_validation_error(exc, 'scenario')}") from exc
+    intake = parse_intake(scenario.petition)
+    previous = timedelta(0)
+    for i, step in enumerate(scenario.steps):
+        parse_action(step.action, step.data)
+        after = parse_duration(step.after)
+        if after < previous:
+            raise InputError(f"{path}: step {i + 1} ('{step.action}' after {step.after}) comes before the step above it.")
+        previous = after
+    return scenario, intake
+
+
+async def run_scenario(scenario: Scenario, intake: Intake, keep: Path | None = None) -> dict[str, Any]:
+    """Run one scenario and return the contract's timeline JSON (as a dict)."""
+    from worker import build_worker  # the real worker, as an operator runs it
+
+    data_dir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="petition-scenario-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=data_dir, notify_adapter="recording")
+    task_queue = f"scenario-{uuid.uuid4().hex[:8]}"
+    env = await start_test_server()
+    try:
+        async with build_worker(env.client, settings, task_queue=task_queue):
+            reg = await register(env.client, settings, intake, task_queue=task_queue, calendar=scenario.calendar)
+            handle = env.client.get_workflow_handle(reg.case_id)
+            t0 = await _start_time(handle)
+            rejected: list[dict[str, Any]] = []
+            for step in scenario.steps:
+                offset = parse_duration(step.after)
+                await _advance_to(env, t0 + offset)
+                try:
+                    await act(env.client, settings, reg.case_id, step.action, step.data)
+                except Refused as ref:
+                    rejected.append(
+                        {"offset_s": int(offset.total_seconds()), "kind": "rejected", "action": step.action, "error": ref.error}
+                    )
+            until = t0 + parse_duration(scenario.until)
+            desc = await handle.describe()
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                await _advance_to(env, until)
+                desc = await handle.describe()
+            status = "completed" if desc.status == WorkflowExecutionStatus.COMPLETED else "running"
+            hist = history(settings, reg.case_id)
+        events = [e for e in hist["events"] if e["kind"] != "rejected"]
+        for e in events:
+            e.pop("at", None)
+        merged = sorted(events + rejected, key=lambda e: e["offset_s"])
+        return {
+            "case_id": reg.case_id,
+            "status": status,
+            "outcome": hist["outcome"] if status == "completed" else None,
+            "category": hist["category"],
+            "risk": hist["risk"],
+            "unit": hist["unit"],
+            "rules_version": hist["rules_version"],
+            "data_dir": str(data_dir) if keep else None,
+            "events": merged,
+        }
+    finally:
+        await env.shutdown()
+        dispose_engines()
+        if keep is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _start_time(handle: Any) -> Any:
+    desc = await handle.describe()
+    return desc.start_time
+
+
+async def _advance_to(env: Any, target: Any) -> None:
+    now = await env.get_current_time()
+    if target > now:
+        await env.sleep(target - now)

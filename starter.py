@@ -1,0 +1,290 @@
+"""The operator's tool.
+
+    python starter.py register [FILE|-]                 register a petition (prints the case id)
+    python starter.py act CASE ACTION [--data JSON]     send an action (accept, issue_opinion, ...)
+    python starter.py history CASE                      a case's timeline (the contract's events)
+    python starter.py state CASE                        a running case's state and deadlines
+    python starter.py list [--open] [--overdue]         cases, newest first
+    python starter.py scenario FILE [--keep DIR]        run a scenario on the time-skipping server
+    python starter.py triage                            classify intake JSON lines from stdin
+    python starter.py scores [--since CURSOR]           the HR score stream, as JSON lines
+    python starter.py assessment --year YEAR            each unit's mediation rate and points
+    python starter.py verify FILE [--data DIR]          check that a document is genuine
+    python starter.py ledger head | consistency OLD NEW the log's signed head and proofs
+    python starter.py calendar status | push            the holiday calendar; push recomputes deadlines
+
+Exit status: 0 done; 1 a verification that failed or an action the rules refused; 2 bad input.
+Connects to TEMPORAL_ADDRESS, else to the embedded dev server that `python worker.py` started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.config import Settings, load_settings
+from engine.desk import InputError, Refused
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _print(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _read_json(source: str) -> Any:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+
+
+async def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.desk import parse_intake, register
+    from engine.servers import connect
+
+    intake = parse_intake(_read_json(args.file))
+    client = await connect(settings)
+    reg = await register(client, settings, intake, calendar=args.calendar)
+    if reg.repeat_visit:
+        print(f"{reg.case_id}\trepeat visit {reg.visits}")
+    else:
+        print(reg.case_id)
+    return EXIT_OK
+
+
+async def cmd_act(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.desk import act, parse_action
+    from engine.servers import connect
+
+    try:
+        data = json.loads(args.data) if args.data else {}
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--data is not valid JSON ({exc.msg}).") from exc
+    parse_action(args.action, data)
+    client = await connect(settings)
+    result = await act(client, settings, args.case, args.action, data)
+    _print({"case_id": result.case_id, "stage": result.stage, "outcome": result.outcome, "events": [e.contract() for e in result.events]})
+    return EXIT_OK
+
+
+async def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.desk import history
+
+    _print(history(settings, args.case))
+    return EXIT_OK
+
+
+async def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.servers import connect
+    from workflows.models import CaseState
+
+    client = await connect(settings)
+    state = await client.get_workflow_handle(args.case).query("state", result_type=CaseState)
+    _print(state.model_dump(mode="json"))
+    return EXIT_OK
+
+
+async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlmodel import Session, col, select
+
+    from activities.db import CaseRow, get_engine
+
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        q = select(CaseRow).order_by(col(CaseRow.registered_at).desc()).limit(args.limit)
+        if args.open:
+            q = q.where(CaseRow.status == "open")
+        if args.overdue:
+            q = q.where(CaseRow.overdue == True)  # noqa: E712
+        for row in s.exec(q):
+            print(
+                json.dumps(
+                    row.model_dump(mode="json", exclude={"matter_key"}),
+                    ensure_ascii=False,
+                )
+            )
+    return EXIT_OK
+
+
+async def cmd_scenario(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.scenario import load_scenario, run_scenario
+
+    scenario, intake = load_scenario(Path(args.file))
+    result = await run_scenario(scenario, intake, keep=Path(args.keep) if args.keep else None)
+    if not args.keep:
+        result.pop("data_dir", None)
+    _print(result)
+    return EXIT_OK
+
+
+async def cmd_triage(args: argparse.Namespace, settings: Settings) -> int:
+    from rules.triage import TriageInput, load_triage
+
+    triage = load_triage()
+    bad = 0
+    for n, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            item = TriageInput.model_validate({k: raw.get(k) for k in TriageInput.model_fields if k in raw})
+        except Exception as exc:  # one bad line must not stop the batch; say which line
+            bad += 1
+            print(json.dumps({"line": n, "error": f"line {n} is not an intake record: {exc}"}, ensure_ascii=False))
+            continue
+        r = triage.classify(item)
+        print(
+            json.dumps(
+                {
+                    "category": r.category.value,
+                    "risk": r.risk.value,
+                    "unit": r.unit,
+                    "reasons": r.reasons,
+                    "statutory_channel": r.statutory_channel,
+                    "collective_wage_arrears": r.collective_wage_arrears,
+                },
+                ensure_ascii=False,
+            ),
+            flush=True,
+        )
+    return EXIT_BAD_INPUT if bad else EXIT_OK
+
+
+async def cmd_scores(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.reports import score_events
+
+    events, cursor = score_events(settings, args.since, args.limit)
+    for e in events:
+        print(json.dumps(e, ensure_ascii=False, default=str))
+    print(json.dumps({"next_cursor": cursor}))
+    return EXIT_OK
+
+
+async def cmd_assessment(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.reports import assessment
+
+    _print(assessment(settings, args.year))
+    return EXIT_OK
+
+
+async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.reports import verify_file
+
+    s = Settings(data_dir=Path(args.data)) if args.data else settings
+    ok, message, detail = verify_file(s, Path(args.file))
+    print(message)
+    if detail:
+        _print(detail)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+async def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.reports import ledger_consistency, ledger_head
+
+    s = Settings(data_dir=Path(args.data)) if args.data else settings
+    if args.what == "head":
+        _print(ledger_head(s))
+    else:
+        if args.old is None or args.new is None:
+            raise InputError("ledger consistency needs OLD_SIZE and NEW_SIZE.")
+        _print(ledger_consistency(s, args.old, args.new))
+    return EXIT_OK
+
+
+async def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.reports import calendar_push, calendar_status
+
+    if args.what == "status":
+        _print(calendar_status(settings))
+        return EXIT_OK
+    _print(await calendar_push(settings))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="starter.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("register", help="register a petition from a JSON file or stdin")
+    r.add_argument("file", nargs="?", default="-")
+    r.add_argument("--calendar", choices=["official", "weekends_only"], default="official")
+    a = sub.add_parser("act", help="send an action to a case")
+    a.add_argument("case")
+    a.add_argument("action")
+    a.add_argument("--data", default=None, help="the action's data as JSON")
+    h = sub.add_parser("history", help="a case's timeline")
+    h.add_argument("case")
+    st = sub.add_parser("state", help="a running case's state and deadlines")
+    st.add_argument("case")
+    ls = sub.add_parser("list", help="cases, newest first")
+    ls.add_argument("--open", action="store_true")
+    ls.add_argument("--overdue", action="store_true")
+    ls.add_argument("--limit", type=int, default=50)
+    sc = sub.add_parser("scenario", help="run a scenario file on the time-skipping server")
+    sc.add_argument("file")
+    sc.add_argument("--keep", default=None, metavar="DIR", help="keep the data folder (documents, ledger) here")
+    sub.add_parser("triage", help="classify intake JSON lines from stdin")
+    so = sub.add_parser("scores", help="the HR score stream")
+    so.add_argument("--since", type=int, default=0, metavar="CURSOR")
+    so.add_argument("--limit", type=int, default=1000)
+    asm = sub.add_parser("assessment", help="units' mediation rate and points for a year")
+    asm.add_argument("--year", type=int, required=True)
+    v = sub.add_parser("verify", help="check that a document is genuine")
+    v.add_argument("file")
+    v.add_argument("--data", default=None, metavar="DIR")
+    lg = sub.add_parser("ledger", help="signed tree head and consistency proofs")
+    lg.add_argument("what", choices=["head", "consistency"])
+    lg.add_argument("old", nargs="?", type=int)
+    lg.add_argument("new", nargs="?", type=int)
+    lg.add_argument("--data", default=None, metavar="DIR")
+    cal = sub.add_parser("calendar", help="holiday calendar status, or push it to running cases")
+    cal.add_argument("what", choices=["status", "push"])
+    return p
+
+
+COMMANDS = {
+    "register": cmd_register,
+    "act": cmd_act,
+    "history": cmd_history,
+    "state": cmd_state,
+    "list": cmd_list,
+    "scenario": cmd_scenario,
+    "triage": cmd_triage,
+    "scores": cmd_scores,
+    "assessment": cmd_assessment,
+    "verify": cmd_verify,
+    "ledger": cmd_ledger,
+    "calendar": cmd_calendar,
+}
+
+
+async def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    from engine.logs import configure_logging
+
+    configure_logging(settings.log_json)
+    try:
+        return await COMMANDS[args.command](args, settings)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Refused as exc:
+        print(f"refused: {exc.error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    try:
+        code = asyncio.run(main())
+    except SystemExit as exc:  # argparse: usage errors are bad input
+        code = exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal client's Rust threads can crash the interpreter at exit; our status is ours.
+    os._exit(code)

@@ -1,0 +1,65 @@
+"""Shared fixtures: one time-skipping test server per session, a fresh task queue, data folder
+and worker per test (the samples-python `new_worker` pattern)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from engine.config import Settings
+from engine.servers import start_test_server
+
+_exit_status: list[int] = []
+
+
+@dataclass
+class Harness:
+    env: WorkflowEnvironment
+    settings: Settings
+    task_queue: str
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await start_test_server()
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, notify_adapter="recording")
+
+
+@pytest.fixture
+async def harness(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Harness]:
+    from worker import build_worker
+
+    task_queue = f"test-{uuid.uuid4().hex[:8]}"
+    async with build_worker(env.client, settings, task_queue=task_queue):
+        yield Harness(env, settings, task_queue)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # A process that used the Temporal client can crash at interpreter exit (Rust bridge threads
+    # during finalisation); the exit status must be the tests', so leave before finalisation.
+    if _exit_status:
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[-1])

@@ -1,0 +1,513 @@
+"""The models that cross Temporal's boundary: intake, workflow input, actions, activity I/O, views.
+
+Side-effect free: imported by the workflow sandbox, the activities, the starter and the tests.
+Task-queue names live here too, so there is one place to look.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rules.deadlines import CalendarSnapshot
+from rules.ruleset import RuleSet
+from rules.vocabulary import (
+    Category,
+    Channel,
+    DeadlineName,
+    DocumentKind,
+    NotificationTier,
+    NotifyChannel,
+    OfficeLevel,
+    Outcome,
+    RecipientRole,
+    RedirectRoute,
+    Risk,
+    ScoreRule,
+    Stage,
+)
+
+TASK_QUEUE = "petitions"
+PETITION_WORKFLOW = "PetitionWorkflow"
+DIGEST_WORKFLOW = "BatchDigestWorkflow"
+ARBITRATION_WORKFLOW = "ArbitrationWorkflow"
+
+# --------------------------------------------------------------------------------------------
+# Intake
+# --------------------------------------------------------------------------------------------
+
+_GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_GB11643_CHECK = "10X98765432"
+_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+_LANDLINE_RE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
+
+
+def gb11643_check_digit(first17: str) -> str:
+    """The check digit of a mainland resident identity number (GB 11643-1999, ISO 7064 MOD 11-2)."""
+    total = sum(int(d) * w for d, w in zip(first17, _GB11643_WEIGHTS, strict=True))
+    return _GB11643_CHECK[total % 11]
+
+
+def mask_name(name: str) -> str:
+    return name[:1] + "*" * max(1, len(name) - 1)
+
+
+def mask_id(id_number: str) -> str:
+    return id_number[:3] + "*" * (len(id_number) - 4) + id_number[-1:]
+
+
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "****" + phone[-4:] if len(phone) >= 7 else "***"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Petitioner(_Model):
+    name: str
+    id_number: str | None = None
+    phone: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("the petitioner's name is empty")
+        return v
+
+    @field_validator("id_number")
+    @classmethod
+    def _id_number(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip().upper()
+        if not re.fullmatch(r"\d{17}[\dX]", v):
+            raise ValueError("a mainland identity number has 17 digits and a check character (digit or X)")
+        expected = gb11643_check_digit(v[:17])
+        if v[17] != expected:
+            raise ValueError("the identity number's check digit is wrong (GB 11643-1999); please re-read the card")
+        return v
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip().replace(" ", "")
+        if not (_MOBILE_RE.match(v) or _LANDLINE_RE.match(v)):
+            raise ValueError("a phone number is an 11-digit mobile number starting 13-19, or a landline like 010-12345678")
+        return v
+
+    def masked(self) -> dict[str, str | None]:
+        return {
+            "name": mask_name(self.name),
+            "id_number": mask_id(self.id_number) if self.id_number else None,
+            "phone": mask_phone(self.phone) if self.phone else None,
+        }
+
+
+class Intake(_Model):
+    """The petition record an operator registers at the intake desk (the scenario contract's `petition`)."""
+
+    channel: Channel
+    office_level: OfficeLevel
+    locality: str
+    petitioners: list[Petitioner] = Field(min_length=1)
+    title: str
+    content: str
+    category: Category | None = None
+    risk: Risk | None = None
+    disputed_amount: float | None = Field(default=None, ge=0)
+    facts_clear: bool | None = None
+    responsible_unit: str | None = None
+    # Not in the contract's example, but intake desks record them: people in the visit (人次) and,
+    # for wage arrears, how many workers are owed (the classifier also reads it from the text).
+    worker_count: int | None = Field(default=None, ge=1)
+
+    @field_validator("locality", "title", "content")
+    @classmethod
+    def _not_empty(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("responsible_unit")
+    @classmethod
+    def _unit(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        return v.strip() or None
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def describe_validation_error(exc: ValidationError, what: str) -> str:
+    """One sentence per problem, each naming the field, for an operator."""
+    parts = []
+    for err in exc.errors():
+        field = _loc(tuple(err.get("loc", ())))
+        msg = str(err.get("msg", "is invalid"))
+        msg = msg.removeprefix("Value error, ")
+        if err.get("type") == "enum":
+            msg = f"{msg} (got {err.get('input')!r})"
+        if err.get("type") == "extra_forbidden":
+            msg = "is not a field of this record"
+        parts.append(f"{what} field '{field}': {msg}")
+    return "; ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------------------------
+# Workflow input and views
+# --------------------------------------------------------------------------------------------
+
+
+class CaseStart(_Model):
+    """Everything a case needs, fixed at registration: it keeps these rules and this calendar."""
+
+    case_id: str
+    intake: Intake
+    rules: RuleSet
+    calendar: CalendarSnapshot
+    matter_key: str
+    # Set when the same petitioner's same matter was finalised by re-review: not accepted again.
+    prior_final_case: str | None = None
+    use_search_attributes: bool = True
+
+
+class TimelineEvent(_Model):
+    seq: int
+    at: datetime
+    offset_s: int
+    kind: Literal["stage", "notification", "document", "score", "overdue", "rejected", "ladder", "visit", "info"]
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def contract(self) -> dict[str, Any]:
+        return {"offset_s": self.offset_s, "kind": self.kind, **self.data, "at": self.at.isoformat()}
+
+
+class DeadlineView(_Model):
+    name: DeadlineName
+    started_at: datetime
+    due: datetime
+    provisional: bool
+    status: Literal["running", "met", "overdue", "stopped"]
+
+
+class CaseState(_Model):
+    case_id: str
+    stage: Stage
+    status: Literal["open", "closed"]
+    outcome: Outcome | None
+    category: Category | None
+    risk: Risk | None
+    unit: str | None
+    locality: str
+    title: str
+    petitioners: list[dict[str, str | None]]
+    visits: int
+    nail_case: bool
+    mediation_eligible: bool
+    extension_used: int
+    ladder_stage: str | None
+    rules_version: str
+    calendar: str
+    deadlines: list[DeadlineView]
+    overdue: list[DeadlineName]
+    registered_at: datetime | None
+
+
+class Timeline(_Model):
+    case_id: str
+    events: list[TimelineEvent]
+
+
+# --------------------------------------------------------------------------------------------
+# Actions (one update per action of the scenario contract; one input model each)
+# --------------------------------------------------------------------------------------------
+
+
+class AcceptInput(_Model):
+    unit: str
+    facts_clear: bool | None = None
+    disputed_amount: float | None = Field(default=None, ge=0)
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("name the unit that accepts the case")
+        return v.strip()
+
+
+class ReasonInput(_Model):
+    reason: str
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("give the reason in a sentence")
+        return v.strip()
+
+
+class RedirectInput(_Model):
+    route: RedirectRoute
+    reason: str | None = None
+
+
+class MediationResultInput(_Model):
+    success: bool
+    fulfilled: bool = False
+
+
+class ExtendInput(_Model):
+    days: int = Field(gt=0)
+    approved_by: str
+    reason: str
+
+    @field_validator("approved_by", "reason")
+    @classmethod
+    def _present(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty: an extension names its approving leader and its reason")
+        return v.strip()
+
+
+class TextInput(_Model):
+    text: str
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the document's text must not be empty")
+        return v.strip()
+
+
+class NoInput(_Model):
+    pass
+
+
+class FlagRiskInput(_Model):
+    reason: str
+    # Officials the supervision office names for a possible accountability letter (else configured per unit).
+    officials: list[str] = Field(default_factory=list)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("say why the risk is major")
+        return v.strip()
+
+
+class ProgressInput(_Model):
+    substantive: bool
+    note: str = ""
+
+
+class NoteInput(_Model):
+    note: str = ""
+
+
+class WithdrawInput(_Model):
+    reason: str = ""
+
+
+class BatchDelivered(_Model):
+    digest_id: str
+    delivered_at: datetime
+    recipient: str
+    delivered: bool = True
+
+
+class ActionResult(_Model):
+    case_id: str
+    action: str
+    stage: Stage
+    outcome: Outcome | None
+    events: list[TimelineEvent]
+
+
+# Action name -> (update name, input model). The starter validates `data` with these before
+# sending, so malformed data is refused with a sentence that names the field.
+ACTION_INPUTS: dict[str, type[BaseModel]] = {
+    "accept": AcceptInput,
+    "not_accept": ReasonInput,
+    "redirect": RedirectInput,
+    "mediation_result": MediationResultInput,
+    "extend": ExtendInput,
+    "issue_opinion": TextInput,
+    "request_review": NoInput,
+    "review_decision": TextInput,
+    "request_re_review": NoInput,
+    "re_review_decision": TextInput,
+    "flag_major_risk": FlagRiskInput,
+    "report_progress": ProgressInput,
+    "risk_resolved": NoteInput,
+    "repeat_visit": NoInput,
+    "withdraw": WithdrawInput,
+}
+
+# --------------------------------------------------------------------------------------------
+# Activity inputs and outputs
+# --------------------------------------------------------------------------------------------
+
+
+class RegisterCaseInput(_Model):
+    case_id: str
+    matter_key: str
+    intake: Intake
+    rules_version: str
+    registered_at: datetime
+
+
+class RegisterCaseResult(_Model):
+    case_id: str
+    created: bool
+
+
+class TriageRequest(_Model):
+    case_id: str
+    intake: Intake
+    collective_min_workers: int
+
+
+class TriageOutcome(_Model):
+    category: Category
+    risk: Risk
+    unit: str
+    reasons: list[str]
+    category_source: str
+    risk_source: str
+    statutory_channel: bool
+    collective_wage_arrears: bool
+    worker_count: int | None
+    amount: float | None
+    model_version: str
+    principal_leader: str
+    deputy_leader: str
+
+
+class DocumentRequest(_Model):
+    idempotency_key: str
+    case_id: str
+    kind: DocumentKind
+    issued_at: datetime
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentIssued(_Model):
+    kind: DocumentKind
+    sha256: str
+    ledger_index: int
+    verification_code: str
+    path: str
+
+
+class NotificationRequest(_Model):
+    idempotency_key: str
+    case_id: str
+    tier: NotificationTier
+    recipient_role: RecipientRole
+    recipient: str
+    channel: NotifyChannel
+    subject: str
+    body: str
+    deadline: datetime | None = None
+
+
+class NotificationSent(_Model):
+    channel: NotifyChannel
+    delivered: bool
+    adapter: str
+    sent_at: datetime
+    detail: str = ""
+
+
+class ScoreRequest(_Model):
+    idempotency_key: str
+    case_id: str
+    unit: str
+    rule: ScoreRule | str
+    points: int
+    occurred_at: datetime
+    rules_version: str
+    official: str | None = None
+    note: str = ""
+
+
+class CaseSnapshot(_Model):
+    """What the database keeps of a case between steps (its row and its new timeline events)."""
+
+    case_id: str
+    stage: Stage
+    status: Literal["open", "closed"]
+    outcome: Outcome | None
+    category: Category | None
+    risk: Risk | None
+    unit: str | None
+    visits: int
+    nail_case: bool
+    mediation_eligible: bool
+    mediation_succeeded: bool
+    overdue: bool
+    closed_at: datetime | None
+    events: list[TimelineEvent]
+
+
+class BatchEnqueue(_Model):
+    case_id: str
+    unit: str
+    title: str
+    batch_at: datetime
+    task_queue: str
+
+
+class DigestItem(_Model):
+    case_id: str
+    title: str
+
+
+class DigestStart(_Model):
+    digest_id: str
+    unit: str
+    batch_at: datetime
+
+
+class DigestRequest(_Model):
+    digest_id: str
+    unit: str
+    batch_at: datetime
+    items: list[DigestItem]
+
+
+
+
+# --------------------------------------------------------------------------------------------
+# Search attributes: no PII, only what a supervisor filters on (`temporal workflow list --query`).
+# --------------------------------------------------------------------------------------------
+from temporalio.common import SearchAttributeKey  # noqa: E402
+
+SA_STAGE = SearchAttributeKey.for_keyword("PetitionStage")
+SA_CATEGORY = SearchAttributeKey.for_keyword("PetitionCategory")
+SA_RISK = SearchAttributeKey.for_keyword("PetitionRisk")
+SA_UNIT = SearchAttributeKey.for_keyword("PetitionUnit")
+SA_OVERDUE = SearchAttributeKey.for_bool("PetitionOverdue")
+SA_OUTCOME = SearchAttributeKey.for_keyword("PetitionOutcome")
+SEARCH_ATTRIBUTES = (SA_STAGE, SA_CATEGORY, SA_RISK, SA_UNIT, SA_OVERDUE, SA_OUTCOME)
+__all__ = ["ValidationError"]

@@ -1,0 +1,994 @@
+"""The life of one petition as a durable workflow: every deadline, escalation and document.
+
+Deterministic orchestration only. Every side effect is an activity (called by name, so this
+module never imports database or network code); every rule comes from the case's own rule set
+(`CaseStart.rules`) and the pure functions in `rules/`. Actions from people are updates whose
+validators ask `rules.lifecycle.refusal`, so a refused action leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from rules.deadlines import CalendarSnapshot, HolidayCalendar, compute_deadline, next_local_time
+    from rules.lifecycle import (
+        AWAITING_ACCEPTANCE,
+        CaseFacts,
+        closing_outcome_when_window_lapses,
+        mediation_eligible,
+        mediation_points,
+        refusal,
+        supervision_deadline_outcome,
+    )
+    from rules.vocabulary import (
+        DeadlineName,
+        DeadlineStart,
+        DocumentKind,
+        NotificationTier,
+        NotifyChannel,
+        Outcome,
+        RecipientRole,
+        Risk,
+        ScoreRule,
+        Stage,
+    )
+    from workflows.models import (
+        PETITION_WORKFLOW,
+        SA_CATEGORY,
+        SA_OUTCOME,
+        SA_OVERDUE,
+        SA_RISK,
+        SA_STAGE,
+        SA_UNIT,
+        AcceptInput,
+        ActionResult,
+        BatchDelivered,
+        BatchEnqueue,
+        CaseSnapshot,
+        CaseStart,
+        CaseState,
+        DeadlineView,
+        DocumentIssued,
+        DocumentRequest,
+        ExtendInput,
+        FlagRiskInput,
+        MediationResultInput,
+        NoInput,
+        NoteInput,
+        NotificationRequest,
+        NotificationSent,
+        ProgressInput,
+        ReasonInput,
+        RedirectInput,
+        RegisterCaseInput,
+        RegisterCaseResult,
+        ScoreRequest,
+        TextInput,
+        Timeline,
+        TimelineEvent,
+        TriageOutcome,
+        TriageRequest,
+        WithdrawInput,
+    )
+
+T = TypeVar("T", bound=BaseModel)
+
+# Side effects are idempotent (each carries a key), so retrying them forever is safe; a worker
+# or database outage delays a case, it never loses a step.
+_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+_ACTIVITY_TIMEOUT = timedelta(seconds=60)
+# A notice is retried only until its tier's deadline; then it escalates instead.
+_NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_attempts=4)
+
+# Which clock each deadline name starts from, for the stages that arm them.
+_LADDER_LETTER = {
+    "warning": DocumentKind.risk_warning_letter,
+    "supervision": DocumentKind.supervision_letter,
+    "accountability": DocumentKind.accountability_letter,
+}
+
+
+@dataclass
+class _Clock:
+    """A running statutory period; its due instant is always recomputed from its start and rule."""
+
+    name: DeadlineName
+    started_at: datetime
+    extra: int
+    due: datetime
+    provisional: bool
+    status: str = "running"  # running | met | overdue | stopped
+
+
+@workflow.defn(name=PETITION_WORKFLOW)
+class PetitionWorkflow:
+    @workflow.init
+    def __init__(self, start: CaseStart) -> None:
+        self.start = start
+        self.rules = start.rules
+        self.calendar = HolidayCalendar.from_snapshot(start.calendar)
+        self.intake = start.intake
+        self.case_id = start.case_id
+        self.t0: datetime | None = None
+        self.stage = Stage.registered
+        self.outcome: Outcome | None = None
+        self.closed = False
+        self.ready = False
+        self.events: list[TimelineEvent] = []
+        self.persisted = 0
+        self.clocks: dict[DeadlineName, _Clock] = {}
+        self.changed = False
+        self.lock = asyncio.Lock()
+        self.triage: TriageOutcome | None = None
+        self.category = self.intake.category
+        self.risk = self.intake.risk
+        self.unit: str | None = self.intake.responsible_unit
+        self.visits = 1
+        self.nail_case = False
+        self.eligible = False
+        self.mediation_failed = False
+        self.mediation_agreed_unfulfilled = False
+        self.mediated = False
+        self.failed_review_scored = False
+        self.extension_used = 0
+        self.review_decided = False
+        self.opinion_doc: DocumentIssued | None = None
+        self.ladder_stage: str | None = None
+        self.ladder_progress = False
+        self.ladder_rearms = 0
+        self.ladder_officials: list[str] = []
+        self.ladder_reason = ""
+        self.doc_counts: dict[str, int] = {}
+        self.occurrences: dict[str, int] = {}
+
+    # ----------------------------------------------------------------------------------------
+    # The run: register, triage, notify, then keep every clock until the case closes.
+    # ----------------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, start: CaseStart) -> CaseSnapshot:
+        # Offsets count from the moment the case was started (the intake), as the contract says.
+        self.t0 = workflow.info().start_time
+        await self._activity(
+            "register_case",
+            RegisterCaseInput(
+                case_id=self.case_id,
+                matter_key=start.matter_key,
+                intake=self.intake,
+                rules_version=self.rules.version,
+                registered_at=self.t0,
+            ),
+            RegisterCaseResult,
+        )
+        self._emit(
+            "stage",
+            stage=Stage.registered.value,
+            channel=self.intake.channel.value,
+            office_level=self.intake.office_level.value,
+            locality=self.intake.locality,
+            rules_version=self.rules.version,
+            calendar=self.calendar.name,
+        )
+        if start.prior_final_case:
+            # A matter finalised by re-review is not accepted again on the same facts and reasons.
+            async with self.lock:
+                await self._document(
+                    DocumentKind.not_accepted_notice,
+                    reason=f"该事项已于案件 {start.prior_final_case} 经复核终结，"
+                    "同一事实和理由不再受理（《信访工作条例》）。",
+                    prior_case=start.prior_final_case,
+                )
+                self._set_stage(Stage.not_accepted, reason="finalised_by_re_review", prior_case=start.prior_final_case)
+                await self._close(Outcome.not_accepted)
+                await self._persist()
+            return self._snapshot()
+
+        self._arm(DeadlineName.acceptance, self.t0)
+        self.triage = await self._activity(
+            "triage_petition",
+            TriageRequest(
+                case_id=self.case_id,
+                intake=self.intake,
+                collective_min_workers=self.rules.arbitration.collective_wage_min_workers,
+            ),
+            TriageOutcome,
+        )
+        async with self.lock:
+            t = self.triage
+            self.category, self.risk = t.category, t.risk
+            self.unit = self.unit or t.unit
+            if self.stage == Stage.registered:
+                self.stage = Stage.triaged
+            self._emit(
+                "stage",
+                stage=Stage.triaged.value,
+                category=t.category.value,
+                risk=t.risk.value,
+                unit=self.unit,
+                reasons=t.reasons,
+                category_source=t.category_source,
+                risk_source=t.risk_source,
+                statutory_channel=t.statutory_channel,
+                model_version=t.model_version,
+            )
+            self._upsert_search_attributes()
+            self.ready = True
+            if t.collective_wage_arrears and not self.closed:
+                self._set_stage(Stage.arbitration, track="仲裁绿通+司法确认", workers=t.worker_count)
+            await self._persist()
+        await self._notify_by_tier()
+        if self.risk == Risk.high and self.rules.ladder.start_on_high_risk and not self.closed:
+            async with self.lock:
+                if self.ladder_stage is None and not self.closed:
+                    self.ladder_reason = "triage: high risk"
+                    await self._ladder_letter("warning")
+                    await self._persist()
+
+        while not self.closed:
+            now = workflow.now()
+            running = [c for c in self.clocks.values() if c.status == "running"]
+            nxt = min((c.due for c in running), default=None)
+            self.changed = False
+            if nxt is None or nxt > now:
+                try:
+                    timeout = (nxt - now) if nxt is not None else None
+                    await workflow.wait_condition(lambda: self.changed or self.closed, timeout=timeout)
+                    # Woken by a signal (digest sent, calendar reloaded): keep the record current.
+                    if len(self.events) > self.persisted and not self.lock.locked():
+                        async with self.lock:
+                            await self._persist()
+                    continue
+                except asyncio.TimeoutError:
+                    pass
+            async with self.lock:
+                now = workflow.now()
+                for clock in sorted(self.clocks.values(), key=lambda c: c.due):
+                    if clock.status == "running" and clock.due <= now and not self.closed:
+                        await self._lapse(clock)
+                await self._persist()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._snapshot()
+
+    # ----------------------------------------------------------------------------------------
+    # Actions (updates). Each validator asks the rules; each handler re-asks under the lock.
+    # ----------------------------------------------------------------------------------------
+    @workflow.update
+    async def accept(self, data: AcceptInput) -> ActionResult:
+        return await self._act("accept", data, self._do_accept)
+
+    @accept.validator
+    def _v_accept(self, data: AcceptInput) -> None:
+        self._validate("accept", data)
+
+    @workflow.update
+    async def not_accept(self, data: ReasonInput) -> ActionResult:
+        return await self._act("not_accept", data, self._do_not_accept)
+
+    @not_accept.validator
+    def _v_not_accept(self, data: ReasonInput) -> None:
+        self._validate("not_accept", data)
+
+    @workflow.update
+    async def redirect(self, data: RedirectInput) -> ActionResult:
+        return await self._act("redirect", data, self._do_redirect)
+
+    @redirect.validator
+    def _v_redirect(self, data: RedirectInput) -> None:
+        self._validate("redirect", data)
+
+    @workflow.update
+    async def mediation_result(self, data: MediationResultInput) -> ActionResult:
+        return await self._act("mediation_result", data, self._do_mediation_result)
+
+    @mediation_result.validator
+    def _v_mediation_result(self, data: MediationResultInput) -> None:
+        self._validate("mediation_result", data)
+
+    @workflow.update
+    async def extend(self, data: ExtendInput) -> ActionResult:
+        return await self._act("extend", data, self._do_extend)
+
+    @extend.validator
+    def _v_extend(self, data: ExtendInput) -> None:
+        self._validate("extend", data)
+
+    @workflow.update
+    async def issue_opinion(self, data: TextInput) -> ActionResult:
+        return await self._act("issue_opinion", data, self._do_issue_opinion)
+
+    @issue_opinion.validator
+    def _v_issue_opinion(self, data: TextInput) -> None:
+        self._validate("issue_opinion", data)
+
+    @workflow.update
+    async def request_review(self, data: NoInput) -> ActionResult:
+        return await self._act("request_review", data, self._do_request_review)
+
+    @request_review.validator
+    def _v_request_review(self, data: NoInput) -> None:
+        self._validate("request_review", data)
+
+    @workflow.update
+    async def review_decision(self, data: TextInput) -> ActionResult:
+        return await self._act("review_decision", data, self._do_review_decision)
+
+    @review_decision.validator
+    def _v_review_decision(self, data: TextInput) -> None:
+        self._validate("review_decision", data)
+
+    @workflow.update
+    async def request_re_review(self, data: NoInput) -> ActionResult:
+        return await self._act("request_re_review", data, self._do_request_re_review)
+
+    @request_re_review.validator
+    def _v_request_re_review(self, data: NoInput) -> None:
+        self._validate("request_re_review", data)
+
+    @workflow.update
+    async def re_review_decision(self, data: TextInput) -> ActionResult:
+        return await self._act("re_review_decision", data, self._do_re_review_decision)
+
+    @re_review_decision.validator
+    def _v_re_review_decision(self, data: TextInput) -> None:
+        self._validate("re_review_decision", data)
+
+    @workflow.update
+    async def flag_major_risk(self, data: FlagRiskInput) -> ActionResult:
+        return await self._act("flag_major_risk", data, self._do_flag_major_risk)
+
+    @flag_major_risk.validator
+    def _v_flag_major_risk(self, data: FlagRiskInput) -> None:
+        self._validate("flag_major_risk", data)
+
+    @workflow.update
+    async def report_progress(self, data: ProgressInput) -> ActionResult:
+        return await self._act("report_progress", data, self._do_report_progress)
+
+    @report_progress.validator
+    def _v_report_progress(self, data: ProgressInput) -> None:
+        self._validate("report_progress", data)
+
+    @workflow.update
+    async def risk_resolved(self, data: NoteInput) -> ActionResult:
+        return await self._act("risk_resolved", data, self._do_risk_resolved)
+
+    @risk_resolved.validator
+    def _v_risk_resolved(self, data: NoteInput) -> None:
+        self._validate("risk_resolved", data)
+
+    @workflow.update
+    async def repeat_visit(self, data: NoInput) -> ActionResult:
+        return await self._act("repeat_visit", data, self._do_repeat_visit)
+
+    @repeat_visit.validator
+    def _v_repeat_visit(self, data: NoInput) -> None:
+        self._validate("repeat_visit", data)
+
+    @workflow.update
+    async def withdraw(self, data: WithdrawInput) -> ActionResult:
+        return await self._act("withdraw", data, self._do_withdraw)
+
+    @withdraw.validator
+    def _v_withdraw(self, data: WithdrawInput) -> None:
+        self._validate("withdraw", data)
+
+    @workflow.signal
+    async def batch_delivered(self, data: BatchDelivered) -> None:
+        """The unit's daily digest (low-risk tier) went out with this case in it."""
+        if self.closed:
+            return
+        self._emit(
+            "notification",
+            tier=NotificationTier.batch.value,
+            recipient_role=RecipientRole.handling_unit.value,
+            recipient=data.recipient,
+            channel=NotifyChannel.batch.value,
+            digest_id=data.digest_id,
+            delivered=data.delivered,
+        )
+        self.changed = True
+
+    @workflow.signal
+    def reload_calendar(self, snapshot: CalendarSnapshot) -> None:
+        """A newly published holiday schedule: recompute every running clock from its start."""
+        if snapshot.name != self.calendar.name or self.closed:
+            return  # a weekends-only case stays weekends-only
+        self.calendar = HolidayCalendar.from_snapshot(snapshot)
+        changed = []
+        for clock in self.clocks.values():
+            if clock.status == "running" and clock.name not in (DeadlineName.notify_immediate, DeadlineName.notify_priority):
+                before = clock.due
+                self._recompute(clock)
+                if clock.due != before:
+                    changed.append({"deadline": clock.name.value, "due": clock.due.isoformat()})
+        self._emit("info", calendar_reloaded=True, official_years=snapshot.official_years, changed=changed)
+        self.changed = True
+
+    @workflow.query
+    def state(self) -> CaseState:
+        return CaseState(
+            case_id=self.case_id,
+            stage=self.stage,
+            status="closed" if self.closed else "open",
+            outcome=self.outcome,
+            category=self.category,
+            risk=self.risk,
+            unit=self.unit,
+            locality=self.intake.locality,
+            title=self.intake.title,
+            petitioners=[p.masked() for p in self.intake.petitioners],
+            visits=self.visits,
+            nail_case=self.nail_case,
+            mediation_eligible=self.eligible,
+            extension_used=self.extension_used,
+            ladder_stage=self.ladder_stage,
+            rules_version=self.rules.version,
+            calendar=self.calendar.name,
+            deadlines=[
+                DeadlineView(name=c.name, started_at=c.started_at, due=c.due, provisional=c.provisional, status=c.status)  # type: ignore[arg-type]
+                for c in self.clocks.values()
+            ],
+            overdue=[c.name for c in self.clocks.values() if c.status == "overdue"],
+            registered_at=self.t0,
+        )
+
+    @workflow.query
+    def timeline(self) -> Timeline:
+        return Timeline(case_id=self.case_id, events=list(self.events))
+
+    # ----------------------------------------------------------------------------------------
+    # Action handlers
+    # ----------------------------------------------------------------------------------------
+    async def _do_accept(self, d: AcceptInput) -> None:
+        now = workflow.now()
+        self.unit = d.unit
+        facts_clear = d.facts_clear if d.facts_clear is not None else self.intake.facts_clear
+        amount = d.disputed_amount if d.disputed_amount is not None else self.intake.disputed_amount
+        self._finish(DeadlineName.acceptance)
+        self._set_stage(Stage.accepted, unit=d.unit)
+        await self._document(DocumentKind.acceptance_notice, unit=d.unit)
+        self.eligible = mediation_eligible(self.rules, self.category, facts_clear, amount)
+        if self.eligible:
+            self._set_stage(Stage.mediation, window=DeadlineName.mediation_window.value)
+            self._arm(DeadlineName.mediation_window, now)
+        else:
+            self._set_stage(Stage.handling)
+        self._arm(DeadlineName.handling, now)
+        self._upsert_search_attributes()
+
+    async def _do_not_accept(self, d: ReasonInput) -> None:
+        self._finish(DeadlineName.acceptance)
+        await self._document(DocumentKind.not_accepted_notice, reason=d.reason)
+        self._set_stage(Stage.not_accepted, reason=d.reason)
+        await self._close(Outcome.not_accepted)
+
+    async def _do_redirect(self, d: RedirectInput) -> None:
+        self._finish(DeadlineName.acceptance)
+        await self._document(DocumentKind.redirect_notice, route=d.route.value, reason=d.reason or "")
+        self._set_stage(Stage.redirected, route=d.route.value)
+        await self._close(Outcome.redirected)
+
+    async def _do_mediation_result(self, d: MediationResultInput) -> None:
+        now = workflow.now()
+        window = self.clocks.get(DeadlineName.mediation_window)
+        within = window is not None and window.status == "running" and now < window.due
+        if d.success:
+            await self._document(DocumentKind.mediation_agreement, fulfilled=d.fulfilled)
+        self._emit("stage", stage=Stage.mediation.value, success=d.success, fulfilled=d.fulfilled, within_window=within)
+        if window is not None and window.status == "running":
+            self._finish(DeadlineName.mediation_window)
+        if d.success and d.fulfilled:
+            self.mediated = True
+            points = mediation_points(self.rules, True, True, within, self.eligible)
+            if points is not None and self.unit:
+                await self._score(ScoreRule.mediation_success, points)
+            await self._close(Outcome.mediated)
+            return
+        if d.success:
+            # Agreed but not yet carried out: the case stays in handling until it is.
+            self.mediation_agreed_unfulfilled = True
+        else:
+            self.mediation_failed = True
+        if self.stage == Stage.mediation:
+            self._set_stage(Stage.handling)
+
+    async def _do_extend(self, d: ExtendInput) -> None:
+        clock = self.clocks[DeadlineName.handling]
+        self.extension_used += 1
+        clock.extra += d.days
+        self._recompute(clock)
+        await self._document(
+            DocumentKind.extension_notice,
+            days=d.days,
+            approved_by=d.approved_by,
+            reason=d.reason,
+            new_due=clock.due.isoformat(),
+        )
+        self._emit("stage", stage=Stage.handling.value, extended_days=d.days, approved_by=d.approved_by, due=clock.due.isoformat())
+
+    async def _do_issue_opinion(self, d: TextInput) -> None:
+        now = workflow.now()
+        self._finish(DeadlineName.handling)
+        if DeadlineName.mediation_window in self.clocks:
+            self._finish(DeadlineName.mediation_window)
+        self.opinion_doc = await self._document(DocumentKind.handling_opinion, text=d.text)
+        self._set_stage(Stage.opinion_issued)
+        self._arm(DeadlineName.review_request, now)
+
+    async def _do_request_review(self, d: NoInput) -> None:
+        now = workflow.now()
+        self._finish(DeadlineName.review_request)
+        self._set_stage(Stage.review)
+        self._arm(DeadlineName.review_decision, now)
+        await self._score_failed_mediation()
+
+    async def _do_review_decision(self, d: TextInput) -> None:
+        now = workflow.now()
+        self._finish(DeadlineName.review_decision)
+        await self._document(DocumentKind.review_opinion, text=d.text)
+        self.review_decided = True
+        self._emit("stage", stage=Stage.review.value, decided=True)
+        self._arm(DeadlineName.re_review_request, now)
+
+    async def _do_request_re_review(self, d: NoInput) -> None:
+        now = workflow.now()
+        self._finish(DeadlineName.re_review_request)
+        self._set_stage(Stage.re_review)
+        self._arm(DeadlineName.re_review_decision, now)
+        await self._score_failed_mediation()
+
+    async def _do_re_review_decision(self, d: TextInput) -> None:
+        self._finish(DeadlineName.re_review_decision)
+        await self._document(DocumentKind.re_review_opinion, text=d.text)
+        await self._close(Outcome.final_after_re_review)
+
+    async def _do_flag_major_risk(self, d: FlagRiskInput) -> None:
+        self.ladder_reason = d.reason
+        self.ladder_officials = list(d.officials)
+        self._emit("ladder", ladder="flagged", reason=d.reason)
+        await self._ladder_letter("warning")
+
+    async def _do_report_progress(self, d: ProgressInput) -> None:
+        # Progress counts only against a supervision letter; under the warning letter it changes nothing.
+        counts = d.substantive and self.ladder_stage == "supervision"
+        if counts:
+            self.ladder_progress = True
+        self._emit("ladder", ladder="progress", substantive=d.substantive, counts=counts, note=d.note)
+
+    async def _do_risk_resolved(self, d: NoteInput) -> None:
+        self._end_ladder("resolved", note=d.note)
+
+    async def _do_repeat_visit(self, d: NoInput) -> None:
+        self.visits += 1
+        self._emit("visit", visits=self.visits)
+        if not self.nail_case and self.visits >= self.rules.repeat_visits.nail_case_threshold:
+            self.nail_case = True
+            # 钉子案: the backlog register, a dedicated task team and third-party evaluation.
+            self._emit("visit", visits=self.visits, nail_case=True, backlog_register=True, task_team=True, third_party_evaluation=True)
+
+    async def _do_withdraw(self, d: WithdrawInput) -> None:
+        self._emit("stage", stage=self.stage.value, withdrawn=True, reason=d.reason)
+        await self._close(Outcome.withdrawn)
+
+    # ----------------------------------------------------------------------------------------
+    # Deadlines
+    # ----------------------------------------------------------------------------------------
+    def _arm(self, name: DeadlineName, started_at: datetime) -> _Clock:
+        rule = self.rules.deadline(name)
+        d = compute_deadline(started_at, rule.length, rule.unit, self.calendar)
+        clock = _Clock(name=name, started_at=started_at, extra=0, due=d.due, provisional=d.provisional)
+        self.clocks[name] = clock
+        self.changed = True
+        return clock
+
+    def _recompute(self, clock: _Clock) -> None:
+        rule = self.rules.deadline(clock.name)
+        d = compute_deadline(clock.started_at, rule.length + clock.extra, rule.unit, self.calendar)
+        clock.due, clock.provisional = d.due, d.provisional
+        self.changed = True
+
+    def _finish(self, name: DeadlineName) -> None:
+        clock = self.clocks.get(name)
+        if clock is not None and clock.status == "running":
+            clock.status = "met"
+            self.changed = True
+
+    async def _lapse(self, clock: _Clock) -> None:
+        name = clock.name
+        if name in (DeadlineName.review_request, DeadlineName.re_review_request):
+            # The petitioner's window closed with no request: the last answer stands.
+            clock.status = "met"
+            outcome = closing_outcome_when_window_lapses(name)
+            self._emit("stage", stage=self.stage.value, window_closed=name.value)
+            await self._close(outcome)
+            return
+        clock.status = "overdue"
+        self._emit("overdue", deadline=name.value, due=clock.due.isoformat(), provisional=clock.provisional)
+        self._upsert_search_attributes()
+        if name == DeadlineName.risk_warning:
+            await self._ladder_letter("supervision")
+            return
+        if name == DeadlineName.supervision:
+            nxt = supervision_deadline_outcome(self.ladder_progress, self.ladder_rearms, self.rules)
+            if nxt == "supervision":
+                self.ladder_rearms += 1
+            await self._ladder_letter(nxt)
+            return
+        await self._overdue_notice(name)
+        if name == DeadlineName.mediation_window:
+            if self.unit:
+                await self._score(ScoreRule.mediation_window_missed, self.rules.scores.mediation_window_missed)
+            if self.stage == Stage.mediation:
+                self._set_stage(Stage.handling, after="mediation_window_missed")
+
+    # ----------------------------------------------------------------------------------------
+    # The three-letters ladder (三函两书)
+    # ----------------------------------------------------------------------------------------
+    async def _ladder_letter(self, step: str) -> None:
+        now = workflow.now()
+        unit = self.unit or self.intake.locality
+        fields: dict[str, Any] = {"unit": unit, "locality": self.intake.locality, "reason": self.ladder_reason}
+        if step == "accountability":
+            officials = self.ladder_officials or await self._activity_list("resolve_officials", unit)
+            fields["officials"] = officials
+            letter = await self._document(_LADDER_LETTER[step], **fields)
+            self._emit("ladder", ladder="accountability", unit=unit, officials=officials, letter=letter.sha256)
+            await self._petitioner_notice(step)
+            await self._score(ScoreRule.accountability, self.rules.scores.accountability)
+            for official in officials:
+                await self._score(ScoreRule.accountability, 0, official=official, rule_name="accountability_official")
+            self._end_ladder("accountability")
+            return
+        name = DeadlineName.risk_warning if step == "warning" else DeadlineName.supervision
+        rule = self.rules.deadline(name)
+        d = compute_deadline(now, rule.length, rule.unit, self.calendar)
+        fields["deadline"] = d.due.isoformat()
+        letter = await self._document(_LADDER_LETTER[step], **fields)
+        self.ladder_stage = step
+        self.ladder_progress = False
+        self._emit("ladder", ladder=step, unit=unit, due=d.due.isoformat(), letter=letter.sha256)
+        await self._petitioner_notice(step)
+        self._arm(name, now)
+
+    async def _petitioner_notice(self, step: str) -> None:
+        enclosures = [self.opinion_doc.sha256] if self.opinion_doc else []
+        await self._document(DocumentKind.petitioner_notice, ladder_step=step, enclosures=enclosures)
+
+    def _end_ladder(self, how: str, note: str = "") -> None:
+        for name in (DeadlineName.risk_warning, DeadlineName.supervision):
+            clock = self.clocks.get(name)
+            if clock is not None and clock.status == "running":
+                clock.status = "stopped" if how != "resolved" else "met"
+        if self.ladder_stage is not None or how == "accountability":
+            self._emit("ladder", ladder="ended", how=how, note=note)
+        self.ladder_stage = None
+        self.changed = True
+
+    # ----------------------------------------------------------------------------------------
+    # Notifications
+    # ----------------------------------------------------------------------------------------
+    async def _notify_by_tier(self) -> None:
+        if self.closed or self.risk is None:
+            return
+        rule = self.rules.notifications.tiers[self.risk]
+        t = self.triage
+        assert t is not None
+        now = workflow.now()
+        if rule.tier == NotificationTier.batch:
+            batch_at = next_local_time(now, *map(int, self.rules.notifications.batch_time.split(":")))
+            await self._activity(
+                "enqueue_batch",
+                BatchEnqueue(
+                    case_id=self.case_id,
+                    unit=self.unit or t.unit,
+                    title=self.intake.title,
+                    batch_at=batch_at,
+                    task_queue=workflow.info().task_queue,
+                ),
+                None,
+            )
+            return
+        recipient = t.principal_leader if rule.recipient_role == RecipientRole.principal_leader else t.deputy_leader
+        due = None
+        if rule.within is not None:
+            within = self.rules.deadline(rule.within)
+            due = compute_deadline(now, within.length, within.unit, self.calendar).due
+        await self._send(rule.tier, rule.recipient_role, recipient, rule.channel, due, within=rule.within)
+
+    async def _send(
+        self,
+        tier: NotificationTier,
+        role: RecipientRole,
+        recipient: str,
+        channel: NotifyChannel,
+        due: datetime | None,
+        within: DeadlineName | None = None,
+        **extra: Any,
+    ) -> None:
+        key = self._key(f"notify:{tier.value}")
+        subject = f"[{tier.value}] 信访事项 {self.case_id}：{self.intake.title}"
+        body = (
+            f"案件 {self.case_id}（{self.intake.locality}，{self.category.value if self.category else '待分拣'}，"
+            f"风险 {self.risk.value if self.risk else '未定'}）{extra.get('what', '请及时处理')}。"
+        )
+        req = NotificationRequest(
+            idempotency_key=key,
+            case_id=self.case_id,
+            tier=tier,
+            recipient_role=role,
+            recipient=recipient,
+            channel=channel,
+            subject=subject,
+            body=body,
+            deadline=due,
+        )
+        timeout = (due - workflow.now()) if due else _ACTIVITY_TIMEOUT
+        try:
+            sent = await workflow.execute_activity(
+                "send_notification",
+                req,
+                result_type=NotificationSent,
+                schedule_to_close_timeout=max(timeout, timedelta(seconds=1)),
+                start_to_close_timeout=min(_ACTIVITY_TIMEOUT, max(timeout, timedelta(seconds=1))),
+                retry_policy=_NOTIFY_RETRY,
+            )
+            data: dict[str, Any] = {k: v for k, v in extra.items() if k != "what"}
+            self._emit(
+                "notification",
+                tier=tier.value,
+                recipient_role=role.value,
+                recipient=recipient,
+                channel=sent.channel.value,
+                delivered=True,
+                adapter=sent.adapter,
+                due=due.isoformat() if due else None,
+                **data,
+            )
+        except ActivityError as err:
+            # Not delivered before the tier's deadline: escalate through the fallback channel
+            # to the supervision office's duty desk, and raise an overdue alert.
+            self._emit(
+                "notification",
+                tier=tier.value,
+                recipient_role=role.value,
+                recipient=recipient,
+                channel=channel.value,
+                delivered=False,
+                error=str(err.cause or err),
+            )
+            fallback = self.rules.notifications.fallback_channel
+            escalation = NotificationRequest(
+                idempotency_key=self._key("notify:fallback"),
+                case_id=self.case_id,
+                tier=NotificationTier.overdue,
+                recipient_role=RecipientRole.supervision_office,
+                recipient=f"{self.intake.locality}信访督查室",
+                channel=fallback,
+                subject=f"[未送达] {subject}",
+                body=f"{body}（原通知未能在时限内送达 {recipient}，请值班人员立即转告。）",
+                deadline=None,
+            )
+            sent = await workflow.execute_activity(
+                "send_fallback_notification",
+                escalation,
+                result_type=NotificationSent,
+                start_to_close_timeout=_ACTIVITY_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            self._emit(
+                "notification",
+                tier=NotificationTier.overdue.value,
+                deadline=(within.value if within else "notification"),
+                recipient_role=RecipientRole.supervision_office.value,
+                recipient=escalation.recipient,
+                channel=sent.channel.value,
+                delivered=sent.delivered,
+                escalated_from=role.value,
+            )
+
+    async def _overdue_notice(self, name: DeadlineName) -> None:
+        rule = self.rules.notifications.overdue
+        unit = self.unit or self.intake.locality
+        recipient = f"{unit}负责人"
+        what = f"{name.value} 期限已逾期，请立即处理"
+        await self._send(NotificationTier.overdue, rule.recipient_role, recipient, rule.channel, None, deadline=name.value, what=what)
+
+    # ----------------------------------------------------------------------------------------
+    # Side effects
+    # ----------------------------------------------------------------------------------------
+    async def _activity(self, name: str, arg: Any, result_type: type[T] | None) -> Any:
+        return await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=_ACTIVITY_TIMEOUT,
+            retry_policy=_RETRY,
+        )
+
+    async def _activity_list(self, name: str, arg: str) -> list[str]:
+        result = await workflow.execute_activity(
+            name, arg, result_type=list[str], start_to_close_timeout=_ACTIVITY_TIMEOUT, retry_policy=_RETRY
+        )
+        return list(result)
+
+    def _key(self, what: str) -> str:
+        n = self.occurrences.get(what, 0) + 1
+        self.occurrences[what] = n
+        return f"{self.case_id}:{what}:{n}"
+
+    async def _document(self, kind: DocumentKind, **fields: Any) -> DocumentIssued:
+        now = workflow.now()
+        fields.setdefault("title", self.intake.title)
+        fields.setdefault("locality", self.intake.locality)
+        if self.unit:
+            fields.setdefault("unit", self.unit)
+        issued = await self._activity(
+            "issue_document",
+            DocumentRequest(
+                idempotency_key=self._key(f"doc:{kind.value}"),
+                case_id=self.case_id,
+                kind=kind,
+                issued_at=now,
+                fields=fields,
+            ),
+            DocumentIssued,
+        )
+        self._emit(
+            "document",
+            document=kind.value,
+            sha256=issued.sha256,
+            ledger_index=issued.ledger_index,
+            verification_code=issued.verification_code,
+        )
+        return issued  # type: ignore[no-any-return]
+
+    async def _score(self, rule: ScoreRule, points: int, official: str | None = None, rule_name: str | None = None) -> None:
+        unit = self.unit or self.intake.locality
+        name = rule_name or rule.value
+        await self._activity(
+            "record_score",
+            ScoreRequest(
+                idempotency_key=self._key(f"score:{name}"),
+                case_id=self.case_id,
+                unit=unit,
+                rule=name,
+                points=points,
+                occurred_at=workflow.now(),
+                rules_version=self.rules.version,
+                official=official,
+            ),
+            None,
+        )
+        data: dict[str, Any] = {"unit": unit, "points": points, "rule": name}
+        if official:
+            data["official"] = official
+        self._emit("score", **data)
+
+    async def _score_failed_mediation(self) -> None:
+        if self.mediation_failed and not self.failed_review_scored and self.unit:
+            self.failed_review_scored = True
+            await self._score(ScoreRule.mediation_failed_review, self.rules.scores.mediation_failed_review)
+
+    async def _persist(self) -> None:
+        if self.persisted == len(self.events) and not self.closed:
+            return
+        snap = self._snapshot(self.events[self.persisted :])
+        await self._activity("save_case", snap, None)
+        self.persisted = len(self.events)
+
+    def _snapshot(self, events: list[TimelineEvent] | None = None) -> CaseSnapshot:
+        return CaseSnapshot(
+            case_id=self.case_id,
+            stage=self.stage,
+            status="closed" if self.closed else "open",
+            outcome=self.outcome,
+            category=self.category,
+            risk=self.risk,
+            unit=self.unit,
+            visits=self.visits,
+            nail_case=self.nail_case,
+            mediation_eligible=self.eligible,
+            mediation_succeeded=self.mediated,
+            overdue=any(c.status == "overdue" for c in self.clocks.values()),
+            closed_at=workflow.now() if self.closed else None,
+            events=events if events is not None else [],
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Plumbing
+    # ----------------------------------------------------------------------------------------
+    def _facts(self) -> CaseFacts:
+        return CaseFacts(
+            stage=self.stage,
+            closed=self.closed,
+            outcome=self.outcome,
+            ready=self.ready,
+            extension_used=self.extension_used,
+            mediation_failed=self.mediation_failed,
+            mediation_agreed_unfulfilled=self.mediation_agreed_unfulfilled,
+            review_decided=self.review_decided,
+            ladder_stage=self.ladder_stage,
+            due={c.name: c.due for c in self.clocks.values() if c.status == "running"},
+        )
+
+    def _validate(self, action: str, data: BaseModel) -> None:
+        reason = refusal(action, self._facts(), workflow.now(), self.rules, data)
+        if reason:
+            raise ApplicationError(reason, type="ActionRefused", non_retryable=True)
+
+    async def _act(self, action: str, data: T, handler: Callable[[T], Awaitable[None]]) -> ActionResult:
+        # Actions that arrive while registration and triage are still running wait for them.
+        await workflow.wait_condition(lambda: self.ready or self.closed)
+        async with self.lock:
+            # The state may have moved between validation and now (another action, a deadline).
+            reason = refusal(action, self._facts(), workflow.now(), self.rules, data)
+            if reason:
+                raise ApplicationError(reason, type="ActionRefused", non_retryable=True)
+            mark = len(self.events)
+            await handler(data)
+            await self._persist()
+            self.changed = True
+            return ActionResult(
+                case_id=self.case_id, action=action, stage=self.stage, outcome=self.outcome, events=self.events[mark:]
+            )
+
+    def _emit(self, kind: str, **data: Any) -> TimelineEvent:
+        now = workflow.now()
+        t0 = self.t0 or now
+        ev = TimelineEvent(
+            seq=len(self.events) + 1,
+            at=now,
+            offset_s=int((now - t0).total_seconds()),
+            kind=kind,  # type: ignore[arg-type]
+            data={k: v for k, v in data.items() if v is not None},
+        )
+        self.events.append(ev)
+        return ev
+
+    def _set_stage(self, stage: Stage, **data: Any) -> None:
+        self.stage = stage
+        self._emit("stage", stage=stage.value, **data)
+        self._upsert_search_attributes()
+
+    async def _close(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        for clock in self.clocks.values():
+            if clock.status == "running":
+                clock.status = "stopped"
+        if self.ladder_stage is not None:
+            self._end_ladder("case_closed")
+        self.stage = Stage.closed
+        self.closed = True
+        self._emit("stage", stage=Stage.closed.value, outcome=outcome.value)
+        self._upsert_search_attributes()
+        self.changed = True
+
+    def _upsert_search_attributes(self) -> None:
+        if not self.start.use_search_attributes:
+            return
+        updates = [
+            SA_STAGE.value_set(self.stage.value),
+            SA_OVERDUE.value_set(any(c.status == "overdue" for c in self.clocks.values())),
+        ]
+        if self.category:
+            updates.append(SA_CATEGORY.value_set(self.category.value))
+        if self.risk:
+            updates.append(SA_RISK.value_set(self.risk.value))
+        if self.unit:
+            updates.append(SA_UNIT.value_set(self.unit))
+        if self.outcome:
+            updates.append(SA_OUTCOME.value_set(self.outcome.value))
+        workflow.upsert_search_attributes(updates)
+
+
+__all__ = ["PetitionWorkflow", "AWAITING_ACCEPTANCE", "DeadlineStart"]
