@@ -86,13 +86,18 @@ def load_scenario(path: Path) -> tuple[Scenario, Intake]:
     return scenario, intake
 
 
-async def run_scenario(scenario: Scenario, intake: Intake, keep: Path | None = None) -> dict[str, Any]:
-    """Run one scenario and return the contract's timeline JSON (as a dict)."""
+async def run_scenario(
+    scenario: Scenario, intake: Intake, keep: Path | None = None, *, notify_adapter: str = "recording"
+) -> dict[str, Any]:
+    """Run one scenario and return the contract's timeline JSON (as a dict).
+
+    `notify_adapter` lets a fault drill run the same scenario with an unreachable channel.
+    """
     from worker import build_worker  # the real worker, as an operator runs it
 
     data_dir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="petition-scenario-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(data_dir=data_dir, notify_adapter="recording")
+    settings = Settings(data_dir=data_dir, notify_adapter=notify_adapter)
     task_queue = f"scenario-{uuid.uuid4().hex[:8]}"
     env = await start_test_server()
     try:
@@ -118,11 +123,10 @@ async def run_scenario(scenario: Scenario, intake: Intake, keep: Path | None = N
             status = "completed" if desc.status == WorkflowExecutionStatus.COMPLETED else "running"
             hist = history(settings, reg.case_id)
         events = [e for e in hist["events"] if e["kind"] != "rejected"]
-        for e in events:
-            e.pop("at", None)
         merged = sorted(events + rejected, key=lambda e: e["offset_s"])
         return {
             "case_id": reg.case_id,
+            "intake_at": t0.isoformat(),
             "status": status,
             "outcome": hist["outcome"] if status == "completed" else None,
             "category": hist["category"],

@@ -609,7 +609,7 @@ class PetitionWorkflow:
             # The petitioner's window closed with no request: the last answer stands.
             clock.status = "met"
             outcome = closing_outcome_when_window_lapses(name)
-            self._emit("stage", stage=self.stage.value, window_closed=name.value)
+            self._emit("info", window_closed=name.value)
             await self._close(outcome)
             return
         clock.status = "overdue"
@@ -948,7 +948,7 @@ class PetitionWorkflow:
         ev = TimelineEvent(
             seq=len(self.events) + 1,
             at=now,
-            offset_s=int((now - t0).total_seconds()),
+            offset_s=round((now - t0).total_seconds()),
             kind=kind,  # type: ignore[arg-type]
             data={k: v for k, v in data.items() if v is not None},
         )
