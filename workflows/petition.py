@@ -227,12 +227,13 @@ class PetitionWorkflow:
                 self._set_stage(Stage.arbitration, track="仲裁绿通+司法确认", workers=t.worker_count)
             await self._persist()
         await self._notify_by_tier()
-        if self.risk == Risk.high and self.rules.ladder.start_on_high_risk and not self.closed:
-            async with self.lock:
-                if self.ladder_stage is None and not self.closed:
+        async with self.lock:
+            if self.risk == Risk.high and self.rules.ladder.start_on_high_risk and not self.closed:
+                # A major risk from triage (an operator's override counts) starts the ladder at once.
+                if self.ladder_stage is None:
                     self.ladder_reason = "triage: high risk"
                     await self._ladder_letter("warning")
-                    await self._persist()
+            await self._persist()
 
         while not self.closed:
             now = workflow.now()
