@@ -9,6 +9,7 @@
     python starter.py triage                            classify intake JSON lines from stdin
     python starter.py scores [--since CURSOR]           the HR score stream, as JSON lines
     python starter.py assessment --year YEAR            each unit's mediation rate and points
+    python starter.py arbitration                       the green channel's return-to-court rate
     python starter.py verify FILE [--data DIR]          check that a document is genuine
     python starter.py ledger head | consistency OLD NEW the log's signed head and proofs
     python starter.py calendar status | push            the holiday calendar; push recomputes deadlines
@@ -173,6 +174,13 @@ async def cmd_assessment(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def cmd_arbitration(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.reports import arbitration_stats
+
+    _print(arbitration_stats(settings))
+    return EXIT_OK
+
+
 async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from engine.reports import verify_file
 
@@ -234,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--limit", type=int, default=1000)
     asm = sub.add_parser("assessment", help="units' mediation rate and points for a year")
     asm.add_argument("--year", type=int, required=True)
+    sub.add_parser("arbitration", help="the arbitration green channel and its return-to-court rate")
     v = sub.add_parser("verify", help="check that a document is genuine")
     v.add_argument("file")
     v.add_argument("--data", default=None, metavar="DIR")
@@ -257,6 +266,7 @@ COMMANDS = {
     "triage": cmd_triage,
     "scores": cmd_scores,
     "assessment": cmd_assessment,
+    "arbitration": cmd_arbitration,
     "verify": cmd_verify,
     "ledger": cmd_ledger,
     "calendar": cmd_calendar,

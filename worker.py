@@ -24,10 +24,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.petition import PetitionActivities
 from engine.config import PROJECT_DIR, Settings, load_settings
 from engine.logs import configure_logging, get_logger
+from workflows.arbitration import ArbitrationWorkflow
 from workflows.digest import BatchDigestWorkflow
 from workflows.petition import PetitionWorkflow
 
-WORKFLOWS = [PetitionWorkflow, BatchDigestWorkflow]
+WORKFLOWS = [PetitionWorkflow, BatchDigestWorkflow, ArbitrationWorkflow]
 
 # The sandbox re-imports workflow modules for every run; pure, heavy modules pass through
 # (imported once), which the benchmarks showed is worth 1.5-2.6x in throughput.

@@ -105,6 +105,21 @@ class ScoreEventRow(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=_utcnow)
 
 
+class ArbitrationRow(SQLModel, table=True):
+    """The arbitration green channel's track per case, for the return-to-court rate (回流率)."""
+
+    __tablename__ = "arbitration_tracks"
+
+    case_id: str = Field(primary_key=True)
+    unit: str = Field(index=True)
+    workers: int | None = None
+    amount: float | None = None
+    status: str = "open"
+    outcome: str | None = None
+    started_at: datetime
+    updated_at: datetime
+
+
 class RefusalRow(SQLModel, table=True):
     """Actions the rules refused: the only trace a refused action leaves."""
 

@@ -11,7 +11,6 @@ import hashlib
 import os
 import tomllib
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +19,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.db import CaseRow, DocumentRow, PetitionerRow, ScoreEventRow, TimelineRow, get_engine
+from activities.db import ArbitrationRow, CaseRow, DocumentRow, PetitionerRow, ScoreEventRow, TimelineRow, get_engine
 from activities.documents import TEMPLATE_VERSION, document_path, footer, render_body
 from activities.ledger import Ledger, make_entry, verification_code
 from activities.notify import Notice, NotifyError, RecordingNotifier, build_notifier
@@ -29,6 +28,7 @@ from engine.logs import get_logger
 from rules.triage import TriageInput, load_triage
 from workflows.models import (
     DIGEST_WORKFLOW,
+    ArbitrationRecord,
     BatchEnqueue,
     CaseSnapshot,
     DigestItem,
@@ -81,6 +81,7 @@ class PetitionActivities:
             self.resolve_officials,
             self.enqueue_batch,
             self.send_digest,
+            self.record_arbitration,
         ]
 
     # ---------------------------------------------------------------------------------------
@@ -354,5 +355,21 @@ class PetitionActivities:
         return await self._deliver(self.notifier, notice)
 
 
-def documents_root(settings: Settings) -> Path:
-    return settings.documents_dir
+    # ---------------------------------------------------------------------------------------
+    @activity.defn(name="record_arbitration")
+    async def record_arbitration(self, rec: ArbitrationRecord) -> None:
+        await asyncio.to_thread(self._record_arbitration, rec)
+
+    def _record_arbitration(self, rec: ArbitrationRecord) -> None:
+        with Session(self.engine) as s:
+            row = s.get(ArbitrationRow, rec.case_id)
+            if row is None:
+                row = ArbitrationRow(
+                    case_id=rec.case_id, unit=rec.unit, workers=rec.workers, amount=rec.amount,
+                    started_at=rec.at, updated_at=rec.at,
+                )
+            row.status = rec.status
+            row.outcome = rec.outcome or row.outcome
+            row.updated_at = rec.at
+            s.add(row)
+            s.commit()

@@ -192,3 +192,27 @@ async def calendar_push(settings: Settings) -> dict[str, Any]:
         except Exception as exc:  # a case that closed meanwhile; report it, carry on with the rest
             failed.append({"case_id": case_id, "error": str(exc)})
     return {"pushed": pushed, "failed": failed, "official_years": snapshot.official_years}
+
+
+# --------------------------------------------------------------------------------------------
+# Arbitration green channel
+# --------------------------------------------------------------------------------------------
+
+
+def arbitration_stats(settings: Settings) -> dict[str, Any]:
+    """Tracks on the green channel and the return-to-court rate (回流率: court / concluded)."""
+    from activities.db import ArbitrationRow
+
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        rows = s.exec(select(ArbitrationRow)).all()
+    court = sum(1 for r in rows if r.outcome == "court")
+    resolved = sum(1 for r in rows if r.outcome == "resolved")
+    concluded = court + resolved
+    return {
+        "tracks": len(rows),
+        "open": sum(1 for r in rows if r.status != "closed"),
+        "resolved_in_arbitration": resolved,
+        "went_to_court": court,
+        "stopped_by_case": sum(1 for r in rows if (r.outcome or "").startswith("stopped")),
+        "return_to_court_rate": round(court / concluded, 4) if concluded else None,
+    }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rules.ruleset import RuleSet
-from rules.vocabulary import Category, DeadlineName, Outcome, Stage
+from rules.vocabulary import ArbitrationEvent, Category, DeadlineName, Outcome, Stage
 
 # Stages in which a unit still has to decide on acceptance (triage done or in progress; a
 # collective wage case runs its arbitration track in parallel and is still accepted as usual).
@@ -36,6 +36,19 @@ class CaseFacts:
     ladder_stage: str | None  # None, "warning", "supervision"; ended ladders are None
     # Running clocks: deadline name -> due instant.
     due: dict[DeadlineName, datetime]
+    # The arbitration green channel's last step ("started", "filed", ...), None when not on it.
+    arbitration_state: str | None = None
+
+
+# The arbitration green channel: arbitration first (settlement or award, then judicial
+# confirmation); only when arbitration fails does the dispute go to court.
+ARBITRATION_NEXT: dict[str, frozenset[ArbitrationEvent]] = {
+    "started": frozenset({ArbitrationEvent.filed}),
+    ArbitrationEvent.filed.value: frozenset({ArbitrationEvent.settled, ArbitrationEvent.award, ArbitrationEvent.failed}),
+    ArbitrationEvent.settled.value: frozenset({ArbitrationEvent.confirmed, ArbitrationEvent.failed}),
+    ArbitrationEvent.award.value: frozenset({ArbitrationEvent.confirmed, ArbitrationEvent.failed}),
+    ArbitrationEvent.failed.value: frozenset({ArbitrationEvent.court}),
+}
 
 
 def mediation_eligible(
@@ -136,6 +149,16 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
         return None
 
     if action in ("repeat_visit", "withdraw"):
+        return None
+
+    if action == "arbitration":
+        event = getattr(data, "event", None)
+        if facts.arbitration_state is None:
+            return "This case is not on the arbitration green channel (collective wage arrears of 5 or more workers)."
+        allowed = ARBITRATION_NEXT.get(facts.arbitration_state, frozenset())
+        if event not in allowed:
+            nxt = ", ".join(sorted(a.value for a in allowed)) or "nothing"
+            return f"The arbitration track is at '{facts.arbitration_state}'; the next step can be: {nxt}."
         return None
 
     return f"Unknown action '{action}'."

@@ -83,6 +83,8 @@ class DeadlineName(StrEnum):
     supervision = "supervision"
     notify_immediate = "notify_immediate"
     notify_priority = "notify_priority"
+    arbitration_filing = "arbitration_filing"
+    arbitration_decision = "arbitration_decision"
 
 
 class DeadlineStart(StrEnum):
@@ -96,6 +98,8 @@ class DeadlineStart(StrEnum):
     review_decided = "review_decided"
     re_review_requested = "re_review_requested"
     letter_issued = "letter_issued"
+    arbitration_track_started = "arbitration_track_started"
+    arbitration_filed = "arbitration_filed"
 
 
 class DeadlineUnit(StrEnum):
@@ -103,6 +107,17 @@ class DeadlineUnit(StrEnum):
     working_days = "working_days"
     hours = "hours"
     minutes = "minutes"
+
+
+class ArbitrationEvent(StrEnum):
+    """Steps of the arbitration green channel (仲裁绿通 + 司法确认)."""
+
+    filed = "filed"  # 仲裁立案
+    settled = "settled"  # 仲裁调解达成
+    award = "award"  # 仲裁裁决
+    confirmed = "confirmed"  # 司法确认 / 履行完毕
+    failed = "failed"  # 仲裁未能解决 (不服裁决、调解不成)
+    court = "court"  # 起诉至人民法院
 
 
 class ScoreRule(StrEnum):

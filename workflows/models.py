@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rules.deadlines import CalendarSnapshot
 from rules.ruleset import RuleSet
 from rules.vocabulary import (
+    ArbitrationEvent,
     Category,
     Channel,
     DeadlineName,
@@ -335,6 +336,41 @@ class BatchDelivered(_Model):
     delivered: bool = True
 
 
+class ArbitrationInput(_Model):
+    event: ArbitrationEvent
+    note: str = ""
+
+
+class ArbitrationStep(_Model):
+    event: ArbitrationEvent
+    at: datetime
+    note: str = ""
+
+
+class ArbitrationStart(_Model):
+    case_id: str
+    unit: str
+    workers: int | None
+    amount: float | None
+    rules: RuleSet
+    calendar: CalendarSnapshot
+
+
+class ArbitrationOverdue(_Model):
+    deadline: DeadlineName
+    due: datetime
+
+
+class ArbitrationRecord(_Model):
+    case_id: str
+    unit: str
+    workers: int | None
+    amount: float | None
+    status: str
+    outcome: str | None
+    at: datetime
+
+
 class ActionResult(_Model):
     case_id: str
     action: str
@@ -361,6 +397,8 @@ ACTION_INPUTS: dict[str, type[BaseModel]] = {
     "risk_resolved": NoteInput,
     "repeat_visit": NoInput,
     "withdraw": WithdrawInput,
+    # Beyond the contract: steps of the arbitration green channel for collective wage arrears.
+    "arbitration": ArbitrationInput,
 }
 
 # --------------------------------------------------------------------------------------------

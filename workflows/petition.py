@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         supervision_deadline_outcome,
     )
     from rules.vocabulary import (
+        ArbitrationEvent,
         DeadlineName,
         DeadlineStart,
         DocumentKind,
@@ -44,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         Stage,
     )
     from workflows.models import (
+        ARBITRATION_WORKFLOW,
         PETITION_WORKFLOW,
         SA_CATEGORY,
         SA_OUTCOME,
@@ -53,6 +56,10 @@ with workflow.unsafe.imports_passed_through():
         SA_UNIT,
         AcceptInput,
         ActionResult,
+        ArbitrationInput,
+        ArbitrationOverdue,
+        ArbitrationStart,
+        ArbitrationStep,
         BatchDelivered,
         BatchEnqueue,
         CaseSnapshot,
@@ -149,7 +156,8 @@ class PetitionWorkflow:
         self.ladder_rearms = 0
         self.ladder_officials: list[str] = []
         self.ladder_reason = ""
-        self.doc_counts: dict[str, int] = {}
+        self.arb_state: str | None = None
+        self.arb_handle: ChildWorkflowHandle[Any, Any] | None = None
         self.occurrences: dict[str, int] = {}
 
     # ----------------------------------------------------------------------------------------
@@ -224,7 +232,23 @@ class PetitionWorkflow:
             self._upsert_search_attributes()
             self.ready = True
             if t.collective_wage_arrears and not self.closed:
+                # Collective wage arrears go straight to the arbitration green channel; the
+                # petition itself is still accepted and handled in parallel.
                 self._set_stage(Stage.arbitration, track="仲裁绿通+司法确认", workers=t.worker_count)
+                self.arb_handle = await workflow.start_child_workflow(
+                    ARBITRATION_WORKFLOW,
+                    ArbitrationStart(
+                        case_id=self.case_id,
+                        unit=self.unit or t.unit,
+                        workers=t.worker_count,
+                        amount=t.amount,
+                        rules=self.rules,
+                        calendar=self.start.calendar,
+                    ),
+                    id=f"{self.case_id}-arbitration",
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                )
+                self.arb_state = "started"
             await self._persist()
         await self._notify_by_tier()
         async with self.lock:
@@ -382,6 +406,24 @@ class PetitionWorkflow:
     @withdraw.validator
     def _v_withdraw(self, data: WithdrawInput) -> None:
         self._validate("withdraw", data)
+
+    @workflow.update
+    async def arbitration(self, data: ArbitrationInput) -> ActionResult:
+        return await self._act("arbitration", data, self._do_arbitration)
+
+    @arbitration.validator
+    def _v_arbitration(self, data: ArbitrationInput) -> None:
+        self._validate("arbitration", data)
+
+    @workflow.signal
+    async def arbitration_overdue(self, data: ArbitrationOverdue) -> None:
+        """The arbitration track missed its filing or decision deadline."""
+        async with self.lock:
+            if self.closed:
+                return
+            self._emit("overdue", deadline=data.deadline.value, due=data.due.isoformat())
+            await self._overdue_notice(data.deadline)
+            await self._persist()
 
     @workflow.signal
     async def batch_delivered(self, data: BatchDelivered) -> None:
@@ -576,6 +618,19 @@ class PetitionWorkflow:
             self.nail_case = True
             # 钉子案: the backlog register, a dedicated task team and third-party evaluation.
             self._emit("visit", visits=self.visits, nail_case=True, backlog_register=True, task_team=True, third_party_evaluation=True)
+
+    async def _do_arbitration(self, d: ArbitrationInput) -> None:
+        self.arb_state = d.event.value
+        if self.arb_handle is not None:
+            await self.arb_handle.signal("record", ArbitrationStep(event=d.event, at=workflow.now(), note=d.note))
+        self._emit("stage", stage=Stage.arbitration.value, step=d.event.value, note=d.note or None)
+        if d.event == ArbitrationEvent.confirmed:
+            await self._close(Outcome.resolved)
+        elif d.event == ArbitrationEvent.court:
+            self._finish(DeadlineName.acceptance)
+            await self._document(DocumentKind.redirect_notice, route="litigation", reason="劳动争议经仲裁未能解决")
+            self._set_stage(Stage.redirected, route="litigation", after="arbitration_failed")
+            await self._close(Outcome.redirected)
 
     async def _do_withdraw(self, d: WithdrawInput) -> None:
         self._emit("stage", stage=self.stage.value, withdrawn=True, reason=d.reason)
@@ -919,6 +974,7 @@ class PetitionWorkflow:
             mediation_agreed_unfulfilled=self.mediation_agreed_unfulfilled,
             review_decided=self.review_decided,
             ladder_stage=self.ladder_stage,
+            arbitration_state=self.arb_state,
             due={c.name: c.due for c in self.clocks.values() if c.status == "running"},
         )
 
@@ -968,6 +1024,8 @@ class PetitionWorkflow:
                 clock.status = "stopped"
         if self.ladder_stage is not None:
             self._end_ladder("case_closed")
+        if self.arb_handle is not None and self.arb_state not in (ArbitrationEvent.confirmed.value, ArbitrationEvent.court.value):
+            await self.arb_handle.signal("stop", outcome.value)
         self.stage = Stage.closed
         self.closed = True
         self._emit("stage", stage=Stage.closed.value, outcome=outcome.value)
