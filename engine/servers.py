@@ -22,6 +22,26 @@ from engine.config import Settings
 from workflows.models import SEARCH_ATTRIBUTES
 
 
+def _quiet_core_runtime() -> None:
+    """Send the SDK core's (Rust) log lines to Python logging on stderr, at ERROR and above.
+
+    By default the core prints warnings to stdout, which would corrupt the JSON that
+    `starter.py scenario` prints there.
+    """
+    import logging
+
+    from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+    logging_config = LoggingConfig(
+        filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+    )
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=logging_config)), error_if_already_set=False)
+
+
+_quiet_core_runtime()
+
+
 def find_binary(name: str) -> str:
     candidates = [
         Path(sysconfig.get_path("scripts")) / name,

@@ -34,18 +34,15 @@ class ArbitrationWorkflow:
     def __init__(self) -> None:
         self.steps: list[ArbitrationStep] = []
         self.stopped: str | None = None
-        self.changed = False
 
     @workflow.signal
     def record(self, step: ArbitrationStep) -> None:
         self.steps.append(step)
-        self.changed = True
 
     @workflow.signal
     def stop(self, reason: str) -> None:
         """The petition closed for another reason (mediated, withdrawn...): the track ends."""
         self.stopped = reason
-        self.changed = True
 
     @workflow.run
     async def run(self, start: ArbitrationStart) -> str:
@@ -60,12 +57,15 @@ class ArbitrationWorkflow:
         seen = 0
         outcome: str | None = None
         while outcome is None:
-            self.changed = False
             nxt = min(due.values(), default=None)
             now = workflow.now()
             if nxt is None or nxt > now:
                 try:
-                    await workflow.wait_condition(lambda: self.changed, timeout=(nxt - now) if nxt else None)
+                    # Wake on unprocessed steps (not a flag: a step may arrive while we save).
+                    await workflow.wait_condition(
+                        lambda: len(self.steps) > seen or self.stopped is not None,
+                        timeout=(nxt - now) if nxt else None,
+                    )
                 except asyncio.TimeoutError:
                     pass
             now = workflow.now()

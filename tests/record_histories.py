@@ -1,0 +1,87 @@
+"""Record the workflow histories that tests/test_replay.py replays.
+
+    .venv/bin/python tests/record_histories.py
+
+Run it only when a workflow change is meant to be incompatible with running cases (and then
+gate the change with `workflow.patched()` instead, if any case may still be running); commit
+the JSON files it writes under tests/histories/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Each recorded life: (name, scenario file under tests/scenarios, extra workflows to save).
+LIVES = [a for a in os.environ.get("LIVES", "mediation-success,high-risk-ladder,review-path,collective-arbitration,low-risk-batch").split(",")]
+
+
+async def main() -> int:
+    from engine.config import Settings
+    from engine.desk import act, register
+    from engine.scenario import load_scenario, parse_duration
+    from engine.servers import start_test_server
+    from temporalio.client import WorkflowExecutionStatus
+
+    from worker import build_worker
+
+    out_dir = ROOT / "tests" / "histories"
+    for name in LIVES:
+        # One server per life, as the scenario runner does, so lives cannot disturb each other.
+        env = await start_test_server()
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                settings = Settings(data_dir=Path(tmp))
+                task_queue = f"record-{uuid.uuid4().hex[:6]}"
+                async with build_worker(env.client, settings, task_queue=task_queue):
+                    scenario, intake = load_scenario(ROOT / "tests" / "scenarios" / f"{name}.json")
+                    reg = await register(env.client, settings, intake, task_queue=task_queue, calendar=scenario.calendar)
+                    handle = env.client.get_workflow_handle(reg.case_id)
+                    start = (await handle.describe()).start_time
+                    for step in scenario.steps:
+                        target = start + parse_duration(step.after)
+                        now = await env.get_current_time()
+                        if target > now:
+                            await env.sleep(target - now)
+                        try:
+                            await act(env.client, settings, reg.case_id, step.action, step.data)
+                        except Exception as exc:  # refusals are part of some lives
+                            print(f"{name}: {step.action} refused: {exc}", file=sys.stderr)
+                    target = start + parse_duration(scenario.until)
+                    now = await env.get_current_time()
+                    # Like the scenario runner: sleep on only while the case runs (the
+                    # time-skipping server's sleep has hung here with nothing left to run).
+                    if target > now and (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                        await env.sleep(target - now)
+                    watched = [reg.case_id] + ([f"{reg.case_id}-arbitration"] if name == "collective-arbitration" else [])
+                    for _ in range(50):  # let an abandoned child finish its last step
+                        statuses = [(await env.client.get_workflow_handle(w).describe()).status for w in watched]
+                        if WorkflowExecutionStatus.RUNNING not in statuses:
+                            break
+                        await asyncio.sleep(0.1)
+                    ids = [reg.case_id]
+                    if name == "collective-arbitration":
+                        ids.append(f"{reg.case_id}-arbitration")
+                    for wid in ids:
+                        history = await env.client.get_workflow_handle(wid).fetch_history()
+                        suffix = "-arbitration" if wid.endswith("-arbitration") else ""
+                        path = out_dir / f"{name}{suffix}.json"
+                        path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+                        print(f"wrote {path.relative_to(ROOT)}")
+        finally:
+            await env.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    code = asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(code)
