@@ -132,7 +132,7 @@ class RefusalRow(SQLModel, table=True):
     at: datetime = Field(default_factory=_utcnow)
 
 
-Index("ix_cases_matter_open", CaseRow.matter_key, CaseRow.status)  # type: ignore[arg-type]
+Index("ix_cases_matter_open", CaseRow.matter_key, CaseRow.status)
 
 _engines: dict[str, Engine] = {}
 

@@ -19,7 +19,15 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.db import ArbitrationRow, CaseRow, DocumentRow, PetitionerRow, ScoreEventRow, TimelineRow, get_engine
+from activities.db import (
+    ArbitrationRow,
+    CaseRow,
+    DocumentRow,
+    PetitionerRow,
+    ScoreEventRow,
+    TimelineRow,
+    get_engine,
+)
 from activities.documents import TEMPLATE_VERSION, document_path, footer, render_body
 from activities.ledger import Ledger, make_entry, verification_code
 from activities.notify import Notice, NotifyError, RecordingNotifier, build_notifier

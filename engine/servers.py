@@ -30,7 +30,13 @@ def _quiet_core_runtime() -> None:
     """
     import logging
 
-    from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        Runtime,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
 
     logging_config = LoggingConfig(
         filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"),

@@ -10,6 +10,7 @@ import re
 import tomllib
 from datetime import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -136,8 +137,8 @@ class RuleFileError(ValueError):
     """A rule file that cannot be used; the message names the file, the rule and the field."""
 
 
-def _describe(error: dict[str, object]) -> str:
-    loc = [str(p) for p in error.get("loc", ())]  # type: ignore[union-attr]
+def _describe(error: Any) -> str:
+    loc = [str(p) for p in error.get("loc", ())]
     rule = loc[0] if loc else "(top level)"
     where = ".".join(loc[1:]) if len(loc) > 1 else ""
     field = f", field '{where}'" if where else ""
@@ -152,7 +153,7 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     try:
         return RuleSet.model_validate(data)
     except ValidationError as exc:
-        details = "; ".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
+        details = "; ".join(_describe(e) for e in exc.errors())
         raise RuleFileError(f"{source}: {details}") from exc
 
 

@@ -8,7 +8,6 @@ keeps the track's own deadlines (filing, decision) and its record for the return
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -34,6 +33,7 @@ class ArbitrationWorkflow:
     def __init__(self) -> None:
         self.steps: list[ArbitrationStep] = []
         self.stopped: str | None = None
+        self.seen = 0  # steps already acted on
 
     @workflow.signal
     def record(self, step: ArbitrationStep) -> None:
@@ -54,7 +54,6 @@ class ArbitrationWorkflow:
             DeadlineName.arbitration_filing: compute_deadline(started, filing_rule.length, filing_rule.unit, calendar).due
         }
         await self._save(start, "open", None, started)
-        seen = 0
         outcome: str | None = None
         while outcome is None:
             nxt = min(due.values(), default=None)
@@ -63,14 +62,14 @@ class ArbitrationWorkflow:
                 try:
                     # Wake on unprocessed steps (not a flag: a step may arrive while we save).
                     await workflow.wait_condition(
-                        lambda: len(self.steps) > seen or self.stopped is not None,
+                        lambda: len(self.steps) > self.seen or self.stopped is not None,
                         timeout=(nxt - now) if nxt else None,
                     )
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             now = workflow.now()
-            for step in self.steps[seen:]:
-                seen += 1
+            for step in self.steps[self.seen :]:
+                self.seen += 1
                 if step.event == ArbitrationEvent.filed:
                     due.pop(DeadlineName.arbitration_filing, None)
                     due[DeadlineName.arbitration_decision] = compute_deadline(

@@ -15,7 +15,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.models import DIGEST_WORKFLOW, BatchDelivered, DigestItem, DigestRequest, DigestStart, NotificationSent
+    from workflows.models import (
+        DIGEST_WORKFLOW,
+        BatchDelivered,
+        DigestItem,
+        DigestRequest,
+        DigestStart,
+        NotificationSent,
+    )
 
 
 @workflow.defn(name=DIGEST_WORKFLOW)

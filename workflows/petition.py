@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
@@ -273,7 +273,7 @@ class PetitionWorkflow:
                         async with self.lock:
                             await self._persist()
                     continue
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             async with self.lock:
                 now = workflow.now()
@@ -906,7 +906,7 @@ class PetitionWorkflow:
             ledger_index=issued.ledger_index,
             verification_code=issued.verification_code,
         )
-        return issued  # type: ignore[no-any-return]
+        return issued
 
     async def _score(self, rule: ScoreRule, points: int, official: str | None = None, rule_name: str | None = None) -> None:
         unit = self.unit or self.intake.locality
@@ -1035,7 +1035,7 @@ class PetitionWorkflow:
     def _upsert_search_attributes(self) -> None:
         if not self.start.use_search_attributes:
             return
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             SA_STAGE.value_set(self.stage.value),
             SA_OVERDUE.value_set(any(c.status == "overdue" for c in self.clocks.values())),
         ]

@@ -1,0 +1,1 @@
+"""Deterministic orchestration only: the petition lifecycle, the daily digest, the arbitration track."""
