@@ -25,12 +25,12 @@ LIVES = [a for a in os.environ.get("LIVES", "mediation-success,high-risk-ladder,
 
 
 async def main() -> int:
+    from temporalio.client import WorkflowExecutionStatus
+
     from engine.config import Settings
     from engine.desk import act, register
     from engine.scenario import load_scenario, parse_duration
     from engine.servers import start_test_server
-    from temporalio.client import WorkflowExecutionStatus
-
     from worker import build_worker
 
     out_dir = ROOT / "tests" / "histories"

@@ -6,11 +6,11 @@ import copy
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.config import RULES_DIR
+from engine.desk import parse_intake
 from engine.scenario import Scenario, parse_duration, run_scenario
 from rules.deadlines import HolidayCalendar, compute_deadline
 from rules.ruleset import RuleSet, load_rules
-from engine.config import RULES_DIR
-from engine.desk import parse_intake
 from rules.vocabulary import DeadlineName
 
 WAGES: dict[str, Any] = {

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from engine.desk import InputError, parse_action, parse_intake
-from workflows.models import gb11643_check_digit, mask_id, mask_name, mask_phone
 from tests.scenario_helpers import WAGES
+from workflows.models import gb11643_check_digit, mask_id, mask_name, mask_phone
 
 ROOT = Path(__file__).resolve().parent.parent
 
