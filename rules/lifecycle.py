@@ -38,6 +38,15 @@ class CaseFacts:
     due: dict[DeadlineName, datetime]
     # The arbitration green channel's last step ("started", "filed", ...), None when not on it.
     arbitration_state: str | None = None
+    # Clocks paused while waiting for the petitioner (e.g. supplementary materials).
+    paused: frozenset[DeadlineName] = frozenset()
+
+
+# The administration's own periods can be paused while it waits for the petitioner (补正材料);
+# a pause extends the period by the paused time. The petitioner's windows and the ladder cannot.
+PAUSABLE = frozenset(
+    {DeadlineName.acceptance, DeadlineName.handling, DeadlineName.review_decision, DeadlineName.re_review_decision}
+)
 
 
 # The arbitration green channel: arbitration first (settlement or award, then judicial
@@ -149,6 +158,17 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
         return None
 
     if action in ("repeat_visit", "withdraw"):
+        return None
+
+    if action in ("pause_clock", "resume_clock"):
+        name = getattr(data, "deadline", None)
+        if name not in PAUSABLE:
+            allowed = ", ".join(sorted(d.value for d in PAUSABLE))
+            return f"Only these periods can be paused: {allowed}."
+        if action == "pause_clock" and name not in facts.due:
+            return f"The {name.value} period is not running, so it cannot be paused."
+        if action == "resume_clock" and name not in facts.paused:
+            return f"The {name.value} period is not paused."
         return None
 
     if action == "arbitration":

@@ -205,7 +205,7 @@ class DeadlineView(_Model):
     started_at: datetime
     due: datetime
     provisional: bool
-    status: Literal["running", "met", "overdue", "stopped"]
+    status: Literal["running", "paused", "met", "overdue", "stopped"]
 
 
 class CaseState(_Model):
@@ -336,6 +336,11 @@ class BatchDelivered(_Model):
     delivered: bool = True
 
 
+class PauseInput(_Model):
+    deadline: DeadlineName = DeadlineName.handling
+    reason: str = ""
+
+
 class ArbitrationInput(_Model):
     event: ArbitrationEvent
     note: str = ""
@@ -397,8 +402,11 @@ ACTION_INPUTS: dict[str, type[BaseModel]] = {
     "risk_resolved": NoteInput,
     "repeat_visit": NoInput,
     "withdraw": WithdrawInput,
-    # Beyond the contract: steps of the arbitration green channel for collective wage arrears.
+    # Beyond the contract: steps of the arbitration green channel for collective wage arrears,
+    # and pausing a period while waiting for the petitioner's materials.
     "arbitration": ArbitrationInput,
+    "pause_clock": PauseInput,
+    "resume_clock": PauseInput,
 }
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
-    from rules.deadlines import CalendarSnapshot, HolidayCalendar, compute_deadline, next_local_time
+    from rules.deadlines import CalendarSnapshot, HolidayCalendar, Pause, compute_deadline, next_local_time
     from rules.lifecycle import (
         AWAITING_ACCEPTANCE,
         CaseFacts,
@@ -75,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         NoteInput,
         NotificationRequest,
         NotificationSent,
+        PauseInput,
         ProgressInput,
         ReasonInput,
         RedirectInput,
@@ -115,7 +116,8 @@ class _Clock:
     extra: int
     due: datetime
     provisional: bool
-    status: str = "running"  # running | met | overdue | stopped
+    status: str = "running"  # running | paused | met | overdue | stopped
+    pauses: list[Pause] = field(default_factory=list)
 
 
 @workflow.defn(name=PETITION_WORKFLOW)
@@ -408,6 +410,22 @@ class PetitionWorkflow:
         self._validate("withdraw", data)
 
     @workflow.update
+    async def pause_clock(self, data: PauseInput) -> ActionResult:
+        return await self._act("pause_clock", data, self._do_pause_clock)
+
+    @pause_clock.validator
+    def _v_pause_clock(self, data: PauseInput) -> None:
+        self._validate("pause_clock", data)
+
+    @workflow.update
+    async def resume_clock(self, data: PauseInput) -> ActionResult:
+        return await self._act("resume_clock", data, self._do_resume_clock)
+
+    @resume_clock.validator
+    def _v_resume_clock(self, data: PauseInput) -> None:
+        self._validate("resume_clock", data)
+
+    @workflow.update
     async def arbitration(self, data: ArbitrationInput) -> ActionResult:
         return await self._act("arbitration", data, self._do_arbitration)
 
@@ -619,6 +637,20 @@ class PetitionWorkflow:
             # 钉子案: the backlog register, a dedicated task team and third-party evaluation.
             self._emit("visit", visits=self.visits, nail_case=True, backlog_register=True, task_team=True, third_party_evaluation=True)
 
+    async def _do_pause_clock(self, d: PauseInput) -> None:
+        clock = self.clocks[d.deadline]
+        clock.pauses.append(Pause(start=workflow.now()))
+        clock.status = "paused"
+        self.changed = True
+        self._emit("info", clock_paused=d.deadline.value, reason=d.reason)
+
+    async def _do_resume_clock(self, d: PauseInput) -> None:
+        clock = self.clocks[d.deadline]
+        clock.pauses[-1] = Pause(start=clock.pauses[-1].start, end=workflow.now())
+        clock.status = "running"
+        self._recompute(clock)
+        self._emit("info", clock_resumed=d.deadline.value, due=clock.due.isoformat())
+
     async def _do_arbitration(self, d: ArbitrationInput) -> None:
         self.arb_state = d.event.value
         if self.arb_handle is not None:
@@ -649,13 +681,21 @@ class PetitionWorkflow:
 
     def _recompute(self, clock: _Clock) -> None:
         rule = self.rules.deadline(clock.name)
-        d = compute_deadline(clock.started_at, rule.length + clock.extra, rule.unit, self.calendar)
+        open_pause = bool(clock.pauses) and clock.pauses[-1].end is None
+        d = compute_deadline(
+            clock.started_at,
+            rule.length + clock.extra,
+            rule.unit,
+            self.calendar,
+            pauses=clock.pauses,
+            as_of=workflow.now() if open_pause else None,
+        )
         clock.due, clock.provisional = d.due, d.provisional
         self.changed = True
 
     def _finish(self, name: DeadlineName) -> None:
         clock = self.clocks.get(name)
-        if clock is not None and clock.status == "running":
+        if clock is not None and clock.status in ("running", "paused"):
             clock.status = "met"
             self.changed = True
 
@@ -975,6 +1015,7 @@ class PetitionWorkflow:
             review_decided=self.review_decided,
             ladder_stage=self.ladder_stage,
             arbitration_state=self.arb_state,
+            paused=frozenset(c.name for c in self.clocks.values() if c.status == "paused"),
             due={c.name: c.due for c in self.clocks.values() if c.status == "running"},
         )
 
@@ -1020,7 +1061,7 @@ class PetitionWorkflow:
     async def _close(self, outcome: Outcome) -> None:
         self.outcome = outcome
         for clock in self.clocks.values():
-            if clock.status == "running":
+            if clock.status in ("running", "paused"):
                 clock.status = "stopped"
         if self.ladder_stage is not None:
             self._end_ladder("case_closed")
