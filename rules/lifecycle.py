@@ -163,8 +163,8 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
     if action in ("pause_clock", "resume_clock"):
         name = getattr(data, "deadline", None)
         if name not in PAUSABLE:
-            allowed = ", ".join(sorted(d.value for d in PAUSABLE))
-            return f"Only these periods can be paused: {allowed}."
+            names = ", ".join(sorted(d.value for d in PAUSABLE))
+            return f"Only these periods can be paused: {names}."
         if action == "pause_clock" and name not in facts.due:
             return f"The {name.value} period is not running, so it cannot be paused."
         if action == "resume_clock" and name not in facts.paused:
