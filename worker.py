@@ -61,10 +61,18 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
 
 
 async def register_samples(client: Client, settings: Settings) -> None:
+    """Register the bundled sample petitions once, on an engine with no cases yet."""
+    from sqlmodel import Session, select
+
+    from activities.db import CaseRow, get_engine
     from engine.desk import register
     from workflows.models import Intake
 
     log = get_logger(component="samples")
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        if s.exec(select(CaseRow.case_id).limit(1)).first() is not None:
+            log.info("samples not registered again: this engine already has cases")
+            return
     for path in sorted((PROJECT_DIR / "samples").glob("*.json")):
         intake = Intake.model_validate(json.loads(path.read_text(encoding="utf-8")))
         result = await register(client, settings, intake)
