@@ -113,3 +113,17 @@ def test_starter_scenario_refuses_an_invalid_file_with_one_line(tmp_path: Path) 
 
     proc = _starter("scenario", str(tmp_path / "missing.json"))
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_starter_triage_reads_and_writes_json_lines_in_order() -> None:
+    lines = [
+        {"title": "拖欠工资", "content": "公司拖欠我三个月工资，老板跑路了。", "locality": "青山区"},
+        {"title": "拆迁补偿", "content": "村里征地拆迁，补偿款一直没有发到位。", "locality": "青山区"},
+        {"title": "判决不执行", "content": "法院判决已经生效两年，对方一直不履行，申请强制执行也没结果。", "locality": "青山区", "risk": "low"},
+    ]
+    proc = _starter("triage", stdin="\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [o["category"] for o in out] == ["labor_social_security", "land_expropriation", "law_litigation"]
+    assert out[2]["risk"] == "low" and out[2]["statutory_channel"] is True
+    assert all(o["unit"] and o["reasons"] for o in out)
