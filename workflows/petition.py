@@ -583,6 +583,7 @@ class PetitionWorkflow:
         if DeadlineName.mediation_window in self.clocks:
             self._finish(DeadlineName.mediation_window)
         self.opinion_doc = await self._document(DocumentKind.handling_opinion, text=d.text)
+        await self._delivery_receipt(self.opinion_doc)
         self._set_stage(Stage.opinion_issued)
         self._arm(DeadlineName.review_request, now)
 
@@ -596,7 +597,7 @@ class PetitionWorkflow:
     async def _do_review_decision(self, d: TextInput) -> None:
         now = workflow.now()
         self._finish(DeadlineName.review_decision)
-        await self._document(DocumentKind.review_opinion, text=d.text)
+        await self._delivery_receipt(await self._document(DocumentKind.review_opinion, text=d.text))
         self.review_decided = True
         self._emit("stage", stage=Stage.review.value, decided=True)
         self._arm(DeadlineName.re_review_request, now)
@@ -610,7 +611,7 @@ class PetitionWorkflow:
 
     async def _do_re_review_decision(self, d: TextInput) -> None:
         self._finish(DeadlineName.re_review_decision)
-        await self._document(DocumentKind.re_review_opinion, text=d.text)
+        await self._delivery_receipt(await self._document(DocumentKind.re_review_opinion, text=d.text))
         await self._close(Outcome.final_after_re_review)
 
     async def _do_flag_major_risk(self, d: FlagRiskInput) -> None:
@@ -947,6 +948,13 @@ class PetitionWorkflow:
             verification_code=issued.verification_code,
         )
         return issued
+
+    async def _delivery_receipt(self, doc: DocumentIssued) -> None:
+        """送达回证: an opinion's receipt starts the petitioner's window, so it is recorded too."""
+        await self._document(
+            DocumentKind.delivery_receipt,
+            delivered_document=f"{doc.kind.value}（存证核验码 {doc.verification_code}）",
+        )
 
     async def _score(self, rule: ScoreRule, points: int, official: str | None = None, rule_name: str | None = None) -> None:
         unit = self.unit or self.intake.locality
