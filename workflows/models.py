@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rules.deadlines import CalendarSnapshot
 from rules.ruleset import RuleSet
@@ -241,28 +241,26 @@ class Timeline(_Model):
 # --------------------------------------------------------------------------------------------
 
 
+def _required(message: str) -> AfterValidator:
+    """A text field that must say something; `message` tells the operator what is missing."""
+
+    def check(value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
 class AcceptInput(_Model):
-    unit: str
+    unit: Annotated[str, _required("name the unit that accepts the case")]
     facts_clear: bool | None = None
     disputed_amount: float | None = Field(default=None, ge=0)
 
-    @field_validator("unit")
-    @classmethod
-    def _unit(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("name the unit that accepts the case")
-        return v.strip()
-
 
 class ReasonInput(_Model):
-    reason: str
-
-    @field_validator("reason")
-    @classmethod
-    def _reason(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("give the reason in a sentence")
-        return v.strip()
+    reason: Annotated[str, _required("give the reason in a sentence")]
 
 
 class RedirectInput(_Model):
@@ -277,26 +275,12 @@ class MediationResultInput(_Model):
 
 class ExtendInput(_Model):
     days: int = Field(gt=0)
-    approved_by: str
-    reason: str
-
-    @field_validator("approved_by", "reason")
-    @classmethod
-    def _present(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be empty: an extension names its approving leader and its reason")
-        return v.strip()
+    approved_by: Annotated[str, _required("name the leader who approved the extension")]
+    reason: Annotated[str, _required("give the reason for the extension")]
 
 
 class TextInput(_Model):
-    text: str
-
-    @field_validator("text")
-    @classmethod
-    def _text(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("the document's text must not be empty")
-        return v.strip()
+    text: Annotated[str, _required("the document's text must not be empty")]
 
 
 class NoInput(_Model):
@@ -304,16 +288,9 @@ class NoInput(_Model):
 
 
 class FlagRiskInput(_Model):
-    reason: str
+    reason: Annotated[str, _required("say why the risk is major")]
     # Officials the supervision office names for a possible accountability letter (else configured per unit).
     officials: list[str] = Field(default_factory=list)
-
-    @field_validator("reason")
-    @classmethod
-    def _reason(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("say why the risk is major")
-        return v.strip()
 
 
 class ProgressInput(_Model):
