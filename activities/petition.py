@@ -33,7 +33,7 @@ from activities.ledger import Ledger, make_entry, verification_code
 from activities.notify import Notice, NotifyError, RecordingNotifier, build_notifier
 from engine.config import RULES_DIR, Settings
 from engine.logs import get_logger
-from rules.triage import TriageInput, load_triage
+from rules.triage import Triage, TriageInput, load_triage
 from workflows.models import (
     DIGEST_WORKFLOW,
     ArbitrationRecord,
@@ -73,6 +73,7 @@ class PetitionActivities:
         self.notifier = build_notifier(settings)
         self.fallback = RecordingNotifier(settings.data_dir)
         self.triage = load_triage()
+        self._triages: dict[int, Triage] = {}
         self._officials: dict[str, Any] | None = None
         # One writer at a time per process for the ledger (the ledger also serialises across processes).
         self._doc_lock = asyncio.Lock()
@@ -131,37 +132,23 @@ class PetitionActivities:
     # ---------------------------------------------------------------------------------------
     @activity.defn(name="triage_petition")
     async def triage_petition(self, req: TriageRequest) -> TriageOutcome:
+        triage = self._triage_for(req.collective_min_workers)
         i = req.intake
-        result = self.triage.classify(
-            TriageInput(
-                title=i.title,
-                content=i.content,
-                locality=i.locality,
-                category=i.category,
-                risk=i.risk,
-                responsible_unit=i.responsible_unit,
-                disputed_amount=i.disputed_amount,
-                worker_count=i.worker_count,
-            )
-        )
-        collective = result.collective_wage_arrears
-        if result.worker_count is not None and result.worker_count < req.collective_min_workers:
-            collective = False
+        fields = i.model_dump(include=set(TriageInput.model_fields))
+        result = triage.classify(TriageInput(**fields))
         return TriageOutcome(
-            category=result.category,
-            risk=result.risk,
-            unit=result.unit,
-            reasons=result.reasons,
-            category_source=result.category_source,
-            risk_source=result.risk_source,
-            statutory_channel=result.statutory_channel,
-            collective_wage_arrears=collective,
-            worker_count=result.worker_count,
-            amount=result.amount,
-            model_version=result.model_version,
-            principal_leader=self.triage.principal_leader(i.locality),
-            deputy_leader=self.triage.deputy_leader(i.locality, result.category),
+            **result.model_dump(),
+            principal_leader=triage.principal_leader(i.locality),
+            deputy_leader=triage.deputy_leader(i.locality, result.category),
         )
+
+    def _triage_for(self, collective_min_workers: int) -> Triage:
+        """The classifier with the case's own collective-arrears threshold (rules travel with the case)."""
+        if self.triage.collective_min_workers != collective_min_workers:
+            if collective_min_workers not in self._triages:
+                self._triages[collective_min_workers] = Triage(collective_min_workers=collective_min_workers)
+            return self._triages[collective_min_workers]
+        return self.triage
 
     # ---------------------------------------------------------------------------------------
     @activity.defn(name="save_case")
