@@ -29,6 +29,7 @@ async def main() -> int:
 
     from engine.config import Settings
     from engine.desk import act, register
+    from engine.desk import history as case_history
     from engine.scenario import load_scenario, parse_duration
     from engine.servers import start_test_server
     from worker import build_worker
@@ -67,13 +68,15 @@ async def main() -> int:
                         if WorkflowExecutionStatus.RUNNING not in statuses:
                             break
                         await asyncio.sleep(0.1)
-                    ids = [reg.case_id]
+                    files = {reg.case_id: name}
                     if name == "collective-arbitration":
-                        ids.append(f"{reg.case_id}-arbitration")
-                    for wid in ids:
+                        files[f"{reg.case_id}-arbitration"] = f"{name}-arbitration"
+                    for event in case_history(settings, reg.case_id)["events"]:
+                        if event.get("digest_id"):  # the unit's morning digest
+                            files[event["digest_id"]] = f"{name}-digest"
+                    for wid, stem in files.items():
                         history = await env.client.get_workflow_handle(wid).fetch_history()
-                        suffix = "-arbitration" if wid.endswith("-arbitration") else ""
-                        path = out_dir / f"{name}{suffix}.json"
+                        path = out_dir / f"{stem}.json"
                         path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
                         print(f"wrote {path.relative_to(ROOT)}")
         finally:
