@@ -1,0 +1,306 @@
+"""Deadline surge: N open cases whose acceptance deadline runs out at (nearly) the same instant.
+
+    .venv/bin/python bench/deadline_surge.py [--cases 5000] [--concurrency 50] [--calibrate 100]
+
+On the embedded dev server and the real worker, N medium-risk petitions are registered (bounded
+concurrency) and left awaiting acceptance. Each case carries its own copy of rules/bench.toml whose
+acceptance period is a whole number of minutes computed at its registration so that all of them run
+out together at an instant T after the last registration: since the finest unit of a rule is the
+minute and a clock starts when the case starts, the due instants fall within one minute after T
+(each is reported from the `due` of its overdue event). Rules are data: nothing else changes.
+
+Because of that minute, a surge of N cases arrives within about one minute: with fewer cases than
+the engine handles in a minute there is no backlog (the drain is ~0 and alerts/s is just N/60);
+the peak rate over 5 s windows shows the capacity once there is one.
+
+Measured: the registration rate; the spread of the due instants; from the last due instant, the time
+until every overdue alert has left the notification adapter (data_dir/notifications.jsonl) and every
+overdue event is in the timeline table; alerts per second over the surge; lost = cases without an
+overdue event or without an overdue alert (must be 0), and duplicates.
+
+The last line is machine-readable: surge cases=N register/s=R drain_s=D alerts/s=A lost=L
+
+5,000 cases (the default) take about 13 minutes on a 2-core machine, half of it registration;
+--cases 2000 takes about 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (  # noqa: E402
+    BENCH_RULES,
+    CpuMeter,
+    Profiling,
+    bounded,
+    intake,
+    median,
+    percentile,
+    rules_with,
+    start_bench,
+    utcnow,
+)
+from rules.vocabulary import Risk  # noqa: E402
+
+QUEUE = "bench-surge"
+
+
+def _overdue_state(settings: Any) -> tuple[dict[str, datetime], dict[str, datetime]]:
+    """case -> due of its acceptance overdue event, and case -> when that event was recorded."""
+    from sqlmodel import Session, select
+
+    from activities.db import TimelineRow, get_engine
+
+    due: dict[str, datetime] = {}
+    at: dict[str, datetime] = {}
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        for row in s.exec(select(TimelineRow).where(TimelineRow.kind == "overdue")):
+            if row.data.get("deadline") == "acceptance":
+                due[row.case_id] = datetime.fromisoformat(row.data["due"])
+                at[row.case_id] = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+    return due, at
+
+
+def _count(settings: Any, kind: str, version_prefix: str) -> int:
+    """Cases of this rule-set family with at least one timeline event of `kind`."""
+    from sqlalchemy import func
+    from sqlmodel import Session, col, select
+
+    from activities.db import CaseRow, TimelineRow, get_engine
+
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        q = (
+            select(func.count(func.distinct(TimelineRow.case_id)))
+            .join(CaseRow, col(CaseRow.case_id) == col(TimelineRow.case_id))
+            .where(TimelineRow.kind == kind, col(CaseRow.rules_version).startswith(version_prefix))
+        )
+        return int(s.exec(q).one())
+
+
+async def _wait_count(settings: Any, kind: str, prefix: str, n: int, timeout: float, poll: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(_count, settings, kind, prefix) >= n:
+            return True
+        await asyncio.sleep(poll)
+    return False
+
+
+class AlertLog:
+    """Reads data_dir/notifications.jsonl incrementally: the delivered overdue alerts of our cases."""
+
+    def __init__(self, data_dir: Path, cases: set[str]) -> None:
+        self.path = data_dir / "notifications.jsonl"
+        self.cases = cases
+        self.offset = 0
+        self.first: dict[str, datetime] = {}
+        self.count: Counter[str] = Counter()
+        self.fallback = 0
+
+    def read(self) -> int:
+        if self.path.exists():
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+            end = data.rfind(b"\n") + 1
+            self.offset += end
+            for raw in data[:end].splitlines():
+                try:
+                    r = json.loads(raw)
+                except ValueError:
+                    continue
+                cid = str(r.get("case_id"))
+                if r.get("tier") != "overdue" or not r.get("delivered") or cid not in self.cases:
+                    continue
+                self.count[cid] += 1
+                self.fallback += r.get("recipient_role") == "supervision_office"
+                sent = datetime.fromisoformat(str(r["sent_at"]))
+                if cid not in self.first or sent < self.first[cid]:
+                    self.first[cid] = sent
+        return len(self.first)
+
+
+async def run(args: argparse.Namespace) -> int:
+    bench = await start_bench("surge", keep=args.keep)
+    from engine.desk import register
+    from worker import build_worker
+
+    prof = Profiling(args.profile)
+    executor = prof.executor(500) if args.profile else None
+    n = args.cases
+    cases: set[str] = set()
+    rule_sets: dict[int, Any] = {}
+    lengths: Counter[int] = Counter()
+
+    def rules_for(minutes: int, family: str = "bench-surge") -> Any:
+        key = minutes if family == "bench-surge" else -minutes
+        if key not in rule_sets:
+            rs, text = rules_with(
+                BENCH_RULES,
+                f"{family}-{minutes}m",
+                acceptance=(minutes, "minutes"),
+                notify_priority=(120, "minutes"),  # the registration-time push must not be what is measured
+            )
+            (bench.data_dir / f"rules-{family}-{minutes}m.toml").write_text(text, encoding="utf-8")
+            rule_sets[key] = rs
+        return rule_sets[key]
+
+    async def start_case(i: int, tag: str, rules: Any) -> str:
+        """Register, then wait until the worker has run the case's first task: its clocks count
+        from then (the workflow's start_time is its first task's time, not the register call's)."""
+        reg = await register(bench.client, bench.settings, intake(i, Risk.medium, tag=tag), task_queue=QUEUE, rules=rules)
+        await bench.client.get_workflow_handle(reg.case_id).query("state")
+        return reg.case_id
+
+    try:
+        extra = {"workflow_task_executor": executor} if executor else {}
+        async with build_worker(bench.client, bench.settings, task_queue=QUEUE, **extra):
+            # Calibration (not part of the surge; these cases' deadline is two hours away): how many
+            # cases per second this machine fully registers (started, triaged, notified, saved).
+            k = min(args.calibrate, n)
+            t0 = time.perf_counter()
+            await bounded(k, args.concurrency, lambda i: start_case(i, "calib", rules_for(120, "bench-calib")))
+            if not await _wait_count(bench.settings, "notification", "bench-calib", k, timeout=300):
+                print("calibration cases did not finish registering within 300 s", flush=True)
+                return 1
+            rate = k / (time.perf_counter() - t0)
+            budget = n / (rate * args.safety)
+            target = utcnow() + timedelta(seconds=budget + args.margin)
+            print(
+                f"calibration: {k} cases fully registered at {rate:.1f}/s; {n} cases; expiry instant "
+                f"T = {target.isoformat(timespec='seconds')} (budget {budget:.0f} s + margin {args.margin:g} s)",
+                flush=True,
+            )
+
+            reg_meter = CpuMeter(bench.server_pid).start()
+
+            async def one(i: int) -> None:
+                minutes = max(1, math.ceil((target - utcnow()).total_seconds() / 60))
+                lengths[minutes] += 1
+                cases.add(await start_case(i, "surge", rules_for(minutes)))
+                if len(cases) % max(1, n // 10) == 0:
+                    print(f"  registered {len(cases)}/{n} ({len(cases) / (time.perf_counter() - t0):.1f}/s)", flush=True)
+
+            t0 = time.perf_counter()
+            await bounded(n, args.concurrency, one)
+            calls_s = time.perf_counter() - t0
+            complete = await _wait_count(bench.settings, "notification", "bench-surge", n, timeout=max(60.0, (target - utcnow()).total_seconds()))
+            reg_s = time.perf_counter() - t0
+            reg_meter.stop()
+            reg_done = utcnow()
+            print(
+                f"registered {len(cases)}: started at {len(cases) / calls_s:.1f}/s, fully registered (triaged, notified, "
+                f"saved) at {len(cases) / reg_s:.1f}/s{'' if complete else ' (NOT all complete)'}; "
+                f"{(target - reg_done).total_seconds():.0f} s before T; acceptance lengths (minutes: cases): {dict(sorted(lengths.items()))}",
+                flush=True,
+            )
+            print(reg_meter.summary("registration"), flush=True)
+
+            # Idle until T, then watch the surge drain.
+            wait = (target - utcnow()).total_seconds() - 5
+            if wait > 0:
+                await asyncio.sleep(wait)
+            surge_meter = CpuMeter(bench.server_pid).start()
+            prof.start()
+            deadline = time.monotonic() + args.timeout
+            seen_all_at: datetime | None = None
+            progress_at = time.monotonic()
+            log = AlertLog(bench.data_dir, cases)
+            while time.monotonic() < deadline:
+                n_events = await asyncio.to_thread(_count, bench.settings, "overdue", "bench-surge")
+                n_alerts = await asyncio.to_thread(log.read)
+                if time.monotonic() - progress_at >= 10:
+                    progress_at = time.monotonic()
+                    print(f"  {utcnow().isoformat(timespec='seconds')}: overdue events {n_events}/{n}, alerts {n_alerts}/{n}", flush=True)
+                if n_events >= n and n_alerts >= n:
+                    seen_all_at = utcnow()
+                    break
+                await asyncio.sleep(args.poll)
+            prof.stop(executor)
+            surge_meter.stop()
+            await asyncio.sleep(2)  # a last look: anything written after the check counts as a duplicate
+            due, recorded_at = await asyncio.to_thread(_overdue_state, bench.settings)
+            due = {c: d for c, d in due.items() if c in cases}
+            recorded_at = {c: d for c, d in recorded_at.items() if c in cases}
+            log.read()
+            alerts, deliveries, fallback = log.first, log.count, log.fallback
+    finally:
+        await bench.close()
+
+    lost_events = n - len(set(due) & cases)
+    lost_alerts = n - len(set(alerts) & cases)
+    duplicates = sum(c - 1 for c in deliveries.values() if c > 1)
+    lost = max(lost_events, lost_alerts)
+    if not due or not alerts:
+        print(f"surge cases={n} register/s={len(cases) / reg_s:.1f} drain_s=nan alerts/s=nan lost={lost}")
+        return 1
+    first_due, last_due = min(due.values()), max(due.values())
+    last_alert = max(alerts.values())
+    last_recorded = max(recorded_at.values())
+    alert_delay = [(alerts[c] - due[c]).total_seconds() for c in alerts if c in due]
+    span = (last_alert - first_due).total_seconds()
+    print(
+        f"due instants: {first_due.isoformat(timespec='seconds')} .. {last_due.isoformat(timespec='seconds')} "
+        f"(spread {(last_due - first_due).total_seconds():.1f} s; T was {target.isoformat(timespec='seconds')})"
+    )
+    print(
+        f"overdue events in the timeline: {len(due)}/{n}; delivered overdue alerts: {len(alerts)}/{n} "
+        f"({fallback} by the fallback channel); duplicates: {duplicates}; lost: {lost}"
+    )
+    print(
+        f"alert delay after its own due instant: p50={median(alert_delay):.1f}s p95={percentile(alert_delay, 95):.1f}s "
+        f"max={max(alert_delay):.1f}s"
+    )
+    drain = (last_alert - last_due).total_seconds()
+    print(
+        f"drain: last alert {drain:.1f} s after the last due instant; last overdue event (workflow time) "
+        f"{(last_recorded - last_due).total_seconds():.1f} s after it"
+        + (f"; all visible in the database {(seen_all_at - last_due).total_seconds():.1f} s after it" if seen_all_at else "")
+    )
+    times = sorted(a.timestamp() for a in alerts.values())
+    window, peak, j = 5.0, 0, 0
+    for i, t in enumerate(times):
+        while times[j] < t - window:
+            j += 1
+        peak = max(peak, i - j + 1)
+    print(
+        f"alerts/s over the surge (first due -> last alert, {span:.1f} s): {len(alerts) / span:.1f}; "
+        f"peak {peak / window:.1f}/s (best {window:g} s window)"
+    )
+    print(surge_meter.summary("surge"))
+    print(f"surge cases={n} register/s={len(cases) / reg_s:.1f} drain_s={drain:.1f} alerts/s={len(alerts) / span:.1f} lost={lost}")
+    return 0 if lost == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=5000, help="open cases whose deadline runs out together")
+    parser.add_argument("--concurrency", type=int, default=50, help="registrations in flight at once")
+    parser.add_argument("--calibrate", type=int, default=100, help="cases registered first to measure the rate (not in the surge)")
+    parser.add_argument("--safety", type=float, default=0.8, help="plan the registration at this share of the calibrated rate")
+    parser.add_argument("--margin", type=float, default=30.0, help="seconds between the planned end of registration and T")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the surge to drain")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between checks of the database and the log")
+    parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile of this process (during the surge) here")
+    parser.add_argument("--keep", type=Path, help="keep the data folder here (default: a temporary one, removed)")
+    args = parser.parse_args(argv)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
