@@ -53,4 +53,5 @@ def configure_logging(json: bool | None = None, level: int = logging.INFO) -> No
 
 
 def get_logger(**bind: Any) -> Any:
-    return structlog.get_logger().bind(**bind)
+    # Lazy: a module-level logger made before configure_logging() still follows that configuration.
+    return structlog.get_logger(**bind)

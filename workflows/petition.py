@@ -167,8 +167,9 @@ class PetitionWorkflow:
     # ----------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, start: CaseStart) -> CaseSnapshot:
-        # Offsets count from the moment the case was started (the intake), as the contract says.
-        self.t0 = workflow.info().start_time
+        # Offsets and the acceptance period count from the intake: the workflow's start, not its
+        # first task (which runs later when workers are behind).
+        self.t0 = workflow.info().workflow_start_time
         await self._activity(
             "register_case",
             RegisterCaseInput(
