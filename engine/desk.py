@@ -9,6 +9,8 @@ import hmac
 import re
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -91,7 +93,14 @@ def new_case_id(now: datetime | None = None) -> str:
 def load_calendar(settings: Settings, name: str = "official") -> HolidayCalendar:
     if name == "weekends_only":
         return HolidayCalendar.weekends_only()
-    return HolidayCalendar.load(settings.calendar_file)
+    path = settings.calendar_file
+    # Parsed once per version of the file (an operator's edit changes its mtime), not per intake.
+    return _calendar_at(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _calendar_at(path: str, mtime_ns: int) -> HolidayCalendar:
+    return HolidayCalendar.load(Path(path))
 
 
 async def register(
