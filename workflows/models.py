@@ -68,18 +68,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _required(message: str) -> AfterValidator:
+    """A text field that must say something; `message` tells the operator what is missing."""
+
+    def check(value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
 class Petitioner(_Model):
-    name: str
+    name: Annotated[str, _required("the petitioner's name is empty")]
     id_number: str | None = None
     phone: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("the petitioner's name is empty")
-        return v
 
     @field_validator("id_number")
     @classmethod
@@ -117,10 +121,10 @@ class Intake(_Model):
 
     channel: Channel
     office_level: OfficeLevel
-    locality: str
+    locality: Annotated[str, _required("must not be empty")]
     petitioners: list[Petitioner] = Field(min_length=1)
-    title: str
-    content: str
+    title: Annotated[str, _required("must not be empty")]
+    content: Annotated[str, _required("must not be empty")]
     category: Category | None = None
     risk: Risk | None = None
     disputed_amount: float | None = Field(default=None, ge=0)
@@ -129,14 +133,6 @@ class Intake(_Model):
     # Not in the contract's example, but intake desks record them: people in the visit (人次) and,
     # for wage arrears, how many workers are owed (the classifier also reads it from the text).
     worker_count: int | None = Field(default=None, ge=1)
-
-    @field_validator("locality", "title", "content")
-    @classmethod
-    def _not_empty(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("must not be empty")
-        return v
 
     @field_validator("responsible_unit")
     @classmethod
@@ -239,18 +235,6 @@ class Timeline(_Model):
 # --------------------------------------------------------------------------------------------
 # Actions (one update per action of the scenario contract; one input model each)
 # --------------------------------------------------------------------------------------------
-
-
-def _required(message: str) -> AfterValidator:
-    """A text field that must say something; `message` tells the operator what is missing."""
-
-    def check(value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError(message)
-        return value
-
-    return AfterValidator(check)
 
 
 class AcceptInput(_Model):
