@@ -57,7 +57,7 @@ async def test_amount_of_exactly_fifty_thousand_is_eligible() -> None:
 
 async def test_acceptance_overdue_fires_at_fifteen_days_and_not_when_accepted() -> None:
     late = await run([], until="P25D")
-    due = due_after(datetime.fromisoformat(one(late, "stage", stage="registered")["at"]), DeadlineName.acceptance)
+    due = due_after(datetime.fromisoformat(late["intake_at"]), DeadlineName.acceptance)
     assert one(late, "overdue", deadline="acceptance")["offset_s"] == offset(late, due)
     one(late, "notification", tier="overdue", deadline="acceptance")
 
