@@ -126,7 +126,8 @@ async def run_scenario(
         merged = sorted(events + rejected, key=lambda e: e["offset_s"])
         return {
             "case_id": reg.case_id,
-            "intake_at": t0.isoformat(),
+            # The instant offsets count from, as the workflow itself saw it.
+            "intake_at": next((e.get("intake_at") for e in events if e.get("stage") == "registered"), t0.isoformat()),
             "status": status,
             "outcome": hist["outcome"] if status == "completed" else None,
             "category": hist["category"],

@@ -189,6 +189,7 @@ class PetitionWorkflow:
             locality=self.intake.locality,
             rules_version=self.rules.version,
             calendar=self.calendar.name,
+            intake_at=self.t0.isoformat(),
         )
         if start.prior_final_case:
             # A matter finalised by re-review is not accepted again on the same facts and reasons.
