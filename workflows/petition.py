@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
@@ -159,6 +159,7 @@ class PetitionWorkflow:
         self.ladder_officials: list[str] = []
         self.ladder_reason = ""
         self.arb_state: str | None = None
+        self.sa_sent: dict[str, Any] = {}  # search attribute name -> value last upserted
         self.arb_handle: ChildWorkflowHandle[Any, Any] | None = None
         self.occurrences: dict[str, int] = {}
 
@@ -1086,19 +1087,21 @@ class PetitionWorkflow:
     def _upsert_search_attributes(self) -> None:
         if not self.start.use_search_attributes:
             return
-        updates: list[SearchAttributeUpdate[Any]] = [
-            SA_STAGE.value_set(self.stage.value),
-            SA_OVERDUE.value_set(any(c.status == "overdue" for c in self.clocks.values())),
-        ]
-        if self.category:
-            updates.append(SA_CATEGORY.value_set(self.category.value))
-        if self.risk:
-            updates.append(SA_RISK.value_set(self.risk.value))
-        if self.unit:
-            updates.append(SA_UNIT.value_set(self.unit))
-        if self.outcome:
-            updates.append(SA_OUTCOME.value_set(self.outcome.value))
-        workflow.upsert_search_attributes(updates)
+        wanted: dict[str, tuple[Any, Any]] = {
+            SA_STAGE.name: (SA_STAGE, self.stage.value),
+            SA_OVERDUE.name: (SA_OVERDUE, any(c.status == "overdue" for c in self.clocks.values())),
+        }
+        for key, value in ((SA_CATEGORY, self.category), (SA_RISK, self.risk), (SA_UNIT, self.unit), (SA_OUTCOME, self.outcome)):
+            if value:
+                wanted[key.name] = (key, value.value if hasattr(value, "value") else value)
+        if workflow.patched("upsert-changed-search-attributes"):
+            # Only what changed since the last upsert, and nothing when nothing did: every upsert
+            # is a server write (docs/benchmarks.md measured them as the engine's main overhead).
+            wanted = {name: kv for name, kv in wanted.items() if self.sa_sent.get(name) != kv[1]}
+            if not wanted:
+                return
+            self.sa_sent.update({name: kv[1] for name, kv in wanted.items()})
+        workflow.upsert_search_attributes([key.value_set(value) for key, value in wanted.values()])
 
 
 __all__ = ["PetitionWorkflow", "AWAITING_ACCEPTANCE", "DeadlineStart"]
