@@ -591,11 +591,7 @@ class PetitionWorkflow:
         self._arm(DeadlineName.review_request, now)
 
     async def _do_request_review(self, d: NoInput) -> None:
-        now = workflow.now()
-        self._finish(DeadlineName.review_request)
-        self._set_stage(Stage.review)
-        self._arm(DeadlineName.review_decision, now)
-        await self._score_failed_mediation()
+        await self._enter_review(DeadlineName.review_request, Stage.review, DeadlineName.review_decision)
 
     async def _do_review_decision(self, d: TextInput) -> None:
         now = workflow.now()
@@ -606,10 +602,14 @@ class PetitionWorkflow:
         self._arm(DeadlineName.re_review_request, now)
 
     async def _do_request_re_review(self, d: NoInput) -> None:
-        now = workflow.now()
-        self._finish(DeadlineName.re_review_request)
-        self._set_stage(Stage.re_review)
-        self._arm(DeadlineName.re_review_decision, now)
+        await self._enter_review(DeadlineName.re_review_request, Stage.re_review, DeadlineName.re_review_decision)
+
+    async def _enter_review(self, window: DeadlineName, stage: Stage, decision: DeadlineName) -> None:
+        """Review and re-review start alike: the petitioner's window is met, the body's clock starts,
+        and a failed first-handling mediation costs its point (once)."""
+        self._finish(window)
+        self._set_stage(stage)
+        self._arm(decision, workflow.now())
         await self._score_failed_mediation()
 
     async def _do_re_review_decision(self, d: TextInput) -> None:
