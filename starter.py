@@ -7,6 +7,9 @@
     python starter.py list [--open] [--overdue]         cases, newest first
     python starter.py scenario FILE [--keep DIR]        run a scenario on the time-skipping server
     python starter.py triage                            classify intake JSON lines from stdin
+    python starter.py triage train [--corpus DIR]       rebuild rules/triage_model.json from the corpus
+    python starter.py triage corrections [--out FILE]   operators' corrections as labelled examples
+    python starter.py triage drift                      how often triage is overridden, by month and category
     python starter.py scores [--since CURSOR]           the HR score stream, as JSON lines
     python starter.py assessment --year YEAR            each unit's mediation rate and points
     python starter.py arbitration                       the green channel's return-to-court rate
@@ -30,6 +33,7 @@ from typing import Any
 
 from engine.config import Settings, load_settings
 from engine.desk import InputError, Refused
+from rules.ruleset import RuleFileError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -125,6 +129,35 @@ async def cmd_scenario(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_triage(args: argparse.Namespace, settings: Settings) -> int:
+    if args.what == "train":
+        from rules.triage_model import build_model
+
+        out = Path(args.out) if args.out else None
+        model = build_model(Path(args.corpus) if args.corpus else None, out=out)
+        _print({"version": model.version, "written": str(out or "rules/triage_model.json"), "corpus": model.corpus,
+                "thresholds": model.thresholds.model_dump(), "terms": len(model.terms)})
+        return EXIT_OK
+    if args.what == "corrections":
+        from engine.reports import triage_corrections
+
+        lines = [json.dumps(ex, ensure_ascii=False) for ex in triage_corrections(settings)]
+        if args.out:
+            Path(args.out).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+            print(f"{len(lines)} corrections written to {args.out}", file=sys.stderr)
+        else:
+            for line in lines:
+                print(line)
+        return EXIT_OK
+    if args.what == "drift":
+        from engine.reports import triage_drift
+
+        for row in triage_drift(settings):
+            print(json.dumps(row, ensure_ascii=False))
+        return EXIT_OK
+    return await _classify_lines()
+
+
+async def _classify_lines() -> int:
     from rules.triage import TriageInput, load_triage
 
     triage = load_triage()
@@ -149,6 +182,8 @@ async def cmd_triage(args: argparse.Namespace, settings: Settings) -> int:
                     "reasons": r.reasons,
                     "statutory_channel": r.statutory_channel,
                     "collective_wage_arrears": r.collective_wage_arrears,
+                    "cues": r.cues,
+                    "model_version": r.model_version,
                 },
                 ensure_ascii=False,
             ),
@@ -236,7 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("scenario", help="run a scenario file on the time-skipping server")
     sc.add_argument("file")
     sc.add_argument("--keep", default=None, metavar="DIR", help="keep the data folder (documents, ledger) here")
-    sub.add_parser("triage", help="classify intake JSON lines from stdin")
+    tr = sub.add_parser("triage", help="classify intake JSON lines from stdin; train; corrections; drift")
+    tr.add_argument("what", nargs="?", choices=["classify", "train", "corrections", "drift"], default="classify")
+    tr.add_argument("--corpus", default=None, metavar="DIR", help="train: the labelled corpus (rules/triage_corpus)")
+    tr.add_argument("--out", default=None, metavar="FILE", help="train: the model file; corrections: a JSONL file")
     so = sub.add_parser("scores", help="the HR score stream")
     so.add_argument("--since", type=int, default=0, metavar="CURSOR")
     so.add_argument("--limit", type=int, default=1000)
@@ -287,6 +325,9 @@ async def main(argv: list[str] | None = None) -> int:
     except Refused as exc:
         print(f"refused: {exc.error}", file=sys.stderr)
         return EXIT_FAILED
+    except RuleFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -132,6 +132,56 @@ class RefusalRow(SQLModel, table=True):
     at: datetime = Field(default_factory=_utcnow)
 
 
+class TriageDecisionRow(SQLModel, table=True):
+    """What triage suggested for a case and what was decided (operator overrides), for drift reports.
+
+    The title and content are kept with personal data masked: a later `flag_major_risk` turns the
+    case into a labelled example (a correction) and needs the text.
+    """
+
+    __tablename__ = "triage_decisions"
+
+    case_id: str = Field(primary_key=True)
+    decided_at: datetime = Field(index=True)
+    model_version: str
+    locality: str
+    title_masked: str
+    content_masked: str
+    suggested_category: str
+    suggested_risk: str
+    suggested_unit: str
+    category: str
+    risk: str
+    unit: str
+    category_source: str
+    risk_source: str
+
+
+class TriageCorrectionRow(SQLModel, table=True):
+    """An operator's or the supervision office's correction of triage: a labelled example for training.
+
+    One row per (case, field, source): an override at intake (`intake`) or a later major-risk flag
+    (`flag_major_risk`). `category` and `risk` are the corrected labels of the whole petition.
+    """
+
+    __tablename__ = "triage_corrections"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    case_id: str = Field(index=True)
+    field: str  # category | risk | unit
+    source: str  # intake | flag_major_risk
+    suggested: str
+    corrected: str
+    category: str
+    risk: str
+    locality: str
+    title_masked: str
+    content_masked: str
+    model_version: str
+    at: datetime = Field(index=True)
+
+
 Index("ix_cases_matter_open", CaseRow.matter_key, CaseRow.status)
 
 _engines: dict[str, Engine] = {}

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import os
 import tomllib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +26,8 @@ from activities.db import (
     PetitionerRow,
     ScoreEventRow,
     TimelineRow,
+    TriageCorrectionRow,
+    TriageDecisionRow,
     get_engine,
 )
 from activities.documents import TEMPLATE_VERSION, document_path, footer, render_body
@@ -33,7 +35,8 @@ from activities.ledger import Ledger, make_entry, verification_code
 from activities.notify import Notice, NotifyError, RecordingNotifier, build_notifier
 from engine.config import RULES_DIR, Settings
 from engine.logs import get_logger
-from rules.triage import Triage, TriageInput, load_triage
+from rules.triage import Triage, TriageInput, TriageResult, load_triage
+from rules.vocabulary import Risk
 from workflows.models import (
     DIGEST_WORKFLOW,
     ArbitrationRecord,
@@ -51,6 +54,7 @@ from workflows.models import (
     ScoreRequest,
     TriageOutcome,
     TriageRequest,
+    mask_personal_data,
 )
 
 log = get_logger(component="activities")
@@ -132,15 +136,64 @@ class PetitionActivities:
     # ---------------------------------------------------------------------------------------
     @activity.defn(name="triage_petition")
     async def triage_petition(self, req: TriageRequest) -> TriageOutcome:
+        # Off the event loop: classifying is CPU work (bounded by MAX_ANALYSED characters), and
+        # other cases' activities and the worker's heartbeats must not wait behind it.
+        return await asyncio.to_thread(self._triage_petition, req)
+
+    def _triage_petition(self, req: TriageRequest) -> TriageOutcome:
         triage = self._triage_for(req.collective_min_workers)
         i = req.intake
         fields = i.model_dump(include=set(TriageInput.model_fields))
         result = triage.classify(TriageInput(**fields))
+        self._record_triage(req, result)
         return TriageOutcome(
             **result.model_dump(),
             principal_leader=triage.principal_leader(i.locality),
             deputy_leader=triage.deputy_leader(i.locality, result.category),
         )
+
+    def _record_triage(self, req: TriageRequest, r: TriageResult) -> None:
+        """The decision for drift reports, and each operator override as a labelled example."""
+        i = req.intake
+        names = [p.name for p in i.petitioners]
+        title, content = mask_personal_data(i.title, names), mask_personal_data(i.content, names)
+        now = datetime.now(UTC)
+        suggested = {
+            "category": (r.suggested_category or r.category).value,
+            "risk": (r.suggested_risk or r.risk).value,
+            "unit": r.suggested_unit or r.unit,
+        }
+        given = {
+            "category": i.category.value if i.category else None,
+            "risk": i.risk.value if i.risk else None,
+            "unit": i.responsible_unit,
+        }
+        with Session(self.engine) as s:
+            if s.get(TriageDecisionRow, req.case_id) is not None:
+                return  # a retried activity: recorded the first time
+            s.add(
+                TriageDecisionRow(
+                    case_id=req.case_id, decided_at=now, model_version=r.model_version, locality=i.locality,
+                    title_masked=title, content_masked=content,
+                    suggested_category=suggested["category"], suggested_risk=suggested["risk"],
+                    suggested_unit=suggested["unit"], category=r.category.value, risk=r.risk.value, unit=r.unit,
+                    category_source=r.category_source, risk_source=r.risk_source,
+                )
+            )
+            for field, value in given.items():
+                if value is not None and value != suggested[field]:
+                    s.add(
+                        TriageCorrectionRow(
+                            key=f"{req.case_id}:{field}:intake", case_id=req.case_id, field=field, source="intake",
+                            suggested=suggested[field], corrected=value, category=r.category.value, risk=r.risk.value,
+                            locality=i.locality, title_masked=title, content_masked=content,
+                            model_version=r.model_version, at=now,
+                        )
+                    )
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()  # another attempt of this activity got there first
 
     def _triage_for(self, collective_min_workers: int) -> Triage:
         """The classifier with the case's own collective-arrears threshold (rules travel with the case)."""
@@ -185,7 +238,26 @@ class PetitionActivities:
             for e in snap.events:
                 if e.seq not in existing:  # a retried save never duplicates an event
                     s.add(TimelineRow(case_id=snap.case_id, seq=e.seq, at=e.at, offset_s=e.offset_s, kind=e.kind, data=e.data))
+                    if e.kind == "ladder" and e.data.get("ladder") == "flagged":
+                        self._flag_correction(s, snap.case_id, e.at)
             s.commit()
+
+    @staticmethod
+    def _flag_correction(s: Session, case_id: str, at: datetime) -> None:
+        """The supervision office flagged a major risk triage had not called high: a labelled example."""
+        d = s.get(TriageDecisionRow, case_id)
+        key = f"{case_id}:risk:flag_major_risk"
+        if d is None or d.suggested_risk == Risk.high.value:
+            return
+        if s.exec(select(TriageCorrectionRow).where(TriageCorrectionRow.key == key)).first() is not None:
+            return
+        s.add(
+            TriageCorrectionRow(
+                key=key, case_id=case_id, field="risk", source="flag_major_risk", suggested=d.suggested_risk,
+                corrected=Risk.high.value, category=d.category, risk=Risk.high.value, locality=d.locality,
+                title_masked=d.title_masked, content_masked=d.content_masked, model_version=d.model_version, at=at,
+            )
+        )
 
     # ---------------------------------------------------------------------------------------
     @activity.defn(name="issue_document")

@@ -22,6 +22,7 @@ from activities.db import CaseRow, RefusalRow, TimelineRow, get_engine
 from engine.config import Settings
 from rules.deadlines import SHANGHAI, HolidayCalendar
 from rules.ruleset import RuleSet, load_rules
+from rules.vocabulary import MAX_CONTENT_CHARS
 from workflows.models import (
     ACTION_INPUTS,
     PETITION_WORKFLOW,
@@ -51,13 +52,26 @@ class Registration(BaseModel):
     prior_final_case: str | None = None
 
 
+MAX_TITLE_CHARS = 200
+
+
 def parse_intake(data: Any) -> Intake:
     if not isinstance(data, dict):
         raise InputError("An intake record is a JSON object with the fields of the scenario contract's `petition`.")
     try:
-        return Intake.model_validate(data)
+        intake = Intake.model_validate(data)
     except ValidationError as exc:
         raise InputError(describe_validation_error(exc, "intake")) from exc
+    if len(intake.content) > MAX_CONTENT_CHARS:
+        raise InputError(
+            f"intake field 'content': is {len(intake.content):,} characters long; a petition's content may be at most "
+            f"{MAX_CONTENT_CHARS:,} characters. Register the gist and attach the rest as documents."
+        )
+    if len(intake.title) > MAX_TITLE_CHARS:
+        raise InputError(
+            f"intake field 'title': is {len(intake.title):,} characters long; a title may be at most {MAX_TITLE_CHARS} characters."
+        )
+    return intake
 
 
 def parse_action(action: str, data: Any) -> BaseModel:

@@ -216,3 +216,75 @@ def arbitration_stats(settings: Settings) -> dict[str, Any]:
         "stopped_by_case": sum(1 for r in rows if (r.outcome or "").startswith("stopped")),
         "return_to_court_rate": round(court / concluded, 4) if concluded else None,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Triage: operators' corrections as labelled examples, and how often triage is overridden
+# --------------------------------------------------------------------------------------------
+
+
+def triage_corrections(settings: Settings) -> list[dict[str, Any]]:
+    """Every correction as a labelled example in the corpus's format (personal data masked).
+
+    One example per case: its final category and risk (an intake override of either, or a later
+    major-risk flag, makes the case a correction). `writer` is "corrections", so leave-one-writer-out
+    evaluation treats them as one more hand.
+    """
+    from activities.db import TriageCorrectionRow
+
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        rows = s.exec(select(TriageCorrectionRow).order_by(col(TriageCorrectionRow.id))).all()
+    by_case: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        ex = by_case.setdefault(
+            r.case_id,
+            {"writer": "corrections", "title": r.title_masked, "content": r.content_masked, "locality": r.locality,
+             "category": r.category, "risk": r.risk, "why": "", "fields": []},
+        )
+        if r.field == "risk" and r.source == "flag_major_risk":
+            ex["risk"] = "high"
+        ex["fields"].append(f"{r.field}:{r.suggested}->{r.corrected}({r.source})")
+    out = []
+    for ex in by_case.values():
+        ex["why"] = "人工更正：" + "；".join(ex.pop("fields"))
+        out.append(ex)
+    return out
+
+
+def triage_drift(settings: Settings) -> list[dict[str, Any]]:
+    """Per month (Asia/Shanghai) and suggested category: cases triaged and how often people overrode triage.
+
+    `category`, `risk` and `unit` count intake overrides of that field; `flagged` counts cases the
+    supervision office later flagged as a major risk that triage had not called high; `override_rate`
+    is the share of cases with any of these.
+    """
+    from activities.db import TriageCorrectionRow, TriageDecisionRow
+
+    with Session(get_engine(settings.resolved_database_url())) as s:
+        decisions = s.exec(select(TriageDecisionRow)).all()
+        corrections = s.exec(select(TriageCorrectionRow)).all()
+    fixed: dict[str, set[str]] = defaultdict(set)
+    for c in corrections:
+        fixed[c.case_id].add("flagged" if c.source == "flag_major_risk" else c.field)
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in decisions:
+        at = d.decided_at if d.decided_at.tzinfo else d.decided_at.replace(tzinfo=UTC)
+        month = at.astimezone(SHANGHAI).strftime("%Y-%m")
+        row = table.setdefault(
+            (month, d.suggested_category),
+            {"month": month, "suggested_category": d.suggested_category, "cases": 0, "category": 0, "risk": 0,
+             "unit": 0, "flagged": 0, "overridden": 0, "models": set()},
+        )
+        row["cases"] += 1
+        row["models"].add(d.model_version.split(" / ")[0])
+        got = fixed.get(d.case_id, set())
+        for f in got:
+            row[f] += 1
+        row["overridden"] += bool(got)
+    out = []
+    for key in sorted(table):
+        row = table[key]
+        row["override_rate"] = round(row["overridden"] / row["cases"], 4) if row["cases"] else 0.0
+        row["models"] = sorted(row["models"])
+        out.append(row)
+    return out

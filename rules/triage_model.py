@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rules.ruleset import RuleFileError
-from rules.vocabulary import Category, Risk
+from rules.vocabulary import MAX_CONTENT_CHARS, Category, Risk
 
 RULES_DIR = Path(__file__).resolve().parent
 DEFAULT_CUES = RULES_DIR / "triage_cues.toml"
@@ -42,7 +42,7 @@ DEFAULT_CORPUS = RULES_DIR / "triage_corpus"
 
 # What the model reads of a text. A real letter never comes near this; intake refuses longer content
 # (engine.desk), and anything longer that reaches triage another way is read only this far.
-MAX_ANALYSED = 20_000
+MAX_ANALYSED = MAX_CONTENT_CHARS
 FEATURE_VERSION = "chars1-3+jieba+cues/1"
 
 RISK_ORDER = {Risk.low: 0, Risk.medium: 1, Risk.high: 2}
@@ -649,6 +649,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "high_recall_target": 0.985,
     "medium_recall_target": 0.88,
     "seed": 20261201,
+    "cue_floors": True,
 }
 
 
@@ -807,8 +808,9 @@ def train(prep: Prepared, rows: Sequence[int] | None = None, params: dict[str, A
     t_cat = _temperature(oof_cat, y_cat)
     t_risk = _temperature(oof_risk, y_risk)
     pr = _softmax(oof_risk / t_risk)
+    floors = [prep.floors[r] if p["cue_floors"] else None for r in rows]
     thresholds = choose_thresholds(
-        pr[:, 0], pr[:, 0] + pr[:, 1], [ex.risk for ex in items], [prep.floors[r] for r in rows],
+        pr[:, 0], pr[:, 0] + pr[:, 1], [ex.risk for ex in items], floors,
         p["high_recall_target"], p["medium_recall_target"],
     )
 
@@ -884,7 +886,8 @@ def predict_prepared(scorer: Scorer, prep: Prepared, rows: Sequence[int]) -> lis
         risk = scorer.score("risk", idx, val, cue)
         p_high = risk.probs[Risk.high.value]
         p_up = p_high + risk.probs[Risk.medium.value]
-        out.append((Category(cat.top), decide_risk(p_high, p_up, prep.floors[r] == Risk.high, scorer.model.thresholds)))
+        floor = prep.floors[r] == Risk.high and scorer.model.params.get("cue_floors", True)
+        out.append((Category(cat.top), decide_risk(p_high, p_up, floor, scorer.model.thresholds)))
     return out
 
 
@@ -928,3 +931,15 @@ def leave_one_writer_out(prep: Prepared, cues: CueBook, writer: str, params: dic
     fit = [i for i, ex in enumerate(prep.items) if ex.writer != writer]
     model = train(prep, fit, params, cues_version=cues.version)
     return test, predict_prepared(Scorer(model, cues), prep, test), model
+
+
+def build_model(corpus: Path | None = None, cues_path: Path | None = None, out: Path | None = None,
+                params: dict[str, Any] | None = None) -> TriageModel:
+    """`starter.py triage train`: the corpus (writers' files and exported corrections) -> the model file."""
+    items = load_corpus(corpus)
+    if not items:
+        raise RuleFileError(f"{corpus or DEFAULT_CORPUS}: no labelled petitions (*.jsonl) to train on")
+    cues = CueBook(cues_path)
+    model = train(prepare(items, Featuriser(), cues), params=params, cues_version=cues.version)
+    model.dump(out or DEFAULT_MODEL)
+    return model

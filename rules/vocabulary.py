@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# The longest petition content intake accepts, in characters. A real letter never comes near it
+# (the longest in the triage corpus is about 1,200); longer material goes in as documents.
+# Triage reads at most this much of any text that reaches it another way.
+MAX_CONTENT_CHARS = 20_000
+
 
 class Channel(StrEnum):
     visit = "visit"  # 来访

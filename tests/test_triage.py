@@ -1,6 +1,9 @@
-"""Triage (智能分拣): operator overrides, explanations, categories, risk tiers, the collective
-wage-arrears flag, extraction of worker counts and amounts, routing, rule-file errors, and the
-measured accuracy on the labelled set (with floors a little below what was measured)."""
+"""Triage (智能分拣) through `Triage.classify`: operator overrides, explanations, the rubric's
+cue families (with negation and hypotheticals), categories and risk tiers on clear examples, the
+collective wage-arrears flag, extraction of worker counts and amounts, routing, rule-file errors,
+and the bound on what is read of a very long text.
+
+Accuracy on writers the model never saw is tests/test_triage_model.py's business."""
 
 from __future__ import annotations
 
@@ -10,17 +13,17 @@ from typing import Any
 
 import pytest
 
-from bench.triage_eval import Metrics, load_rows, metrics, predict
 from rules.ruleset import RuleFileError
 from rules.triage import (
     DEFAULT_ROUTING,
-    DEFAULT_TERMS,
+    MAX_ANALYSED,
     Triage,
     TriageInput,
     TriageResult,
     load_triage,
     parse_number,
 )
+from rules.triage_model import DEFAULT_CUES, DEFAULT_MODEL, CueBook
 from rules.vocabulary import Category, Risk
 
 
@@ -49,11 +52,14 @@ def test_operator_category_risk_and_unit_win(triage: Triage) -> None:
     )
     assert (r.category, r.risk, r.unit) == (Category.environment, Risk.low, "青山区信访局")
     assert (r.category_source, r.risk_source) == ("operator", "operator")
-    assert "category environment given by the operator" in r.reasons
-    assert "risk low given by the operator" in r.reasons
-    assert "unit 青山区信访局 given by the operator" in r.reasons
-    # The classifier's own view is still shown when it disagrees, for the supervision office.
-    assert any(x.startswith("classifier would say labor_social_security") for x in r.reasons)
+    assert "分类 环境保护：受理人员指定" in r.reasons
+    assert "风险 低：受理人员指定" in r.reasons
+    assert "责任单位 青山区信访局：受理人员指定" in r.reasons
+    # The classifier's own view is kept when it disagrees: shown, and recorded as a correction.
+    assert any(x.startswith("模型分类建议 劳动保障") for x in r.reasons)
+    assert any(x.startswith("模型建议风险 中") for x in r.reasons)
+    assert (r.suggested_category, r.suggested_risk, r.suggested_unit) == (
+        Category.labor_social_security, Risk.medium, "青山区人社局")
     assert r.collective_wage_arrears is False  # the operator made it an environment case
 
 
@@ -84,35 +90,79 @@ def test_scenario_mediation_success_intake(triage: Triage) -> None:
             disputed_amount=26000,
         )
     )
-    assert (r.category, r.risk, r.unit) == (Category.labor_social_security, Risk.low, "青山区人社局")
+    # The rubric: wage arrears without threats are medium (a 2-hour push to the deputy leader).
+    assert (r.category, r.risk, r.unit) == (Category.labor_social_security, Risk.medium, "青山区人社局")
     assert r.amount == 26000 and r.collective_wage_arrears is False and not r.statutory_channel
 
 
 # --- explanations -----------------------------------------------------------------------------
 
 
-def test_reasons_name_the_deciding_terms(triage: Triage) -> None:
+def test_reasons_name_the_model_evidence_and_the_cues(triage: Triage) -> None:
     r = classify(triage, "包工头拖欠我们工钱,已经三个月了。", title="讨薪")
     cat = r.reasons[0]
-    assert cat.startswith("category labor_social_security")
-    assert "工钱(+3.0)" in cat and "包工头(+3.0)" in cat and "unpaid wages" in cat
-    risk = next(x for x in r.reasons if x.startswith("risk "))
-    assert risk.startswith("risk low") and "no risk cues" in risk
+    assert cat.startswith("分类建议 劳动保障（劳动保障 0.") and "依据 " in cat
+    risk = next(x for x in r.reasons if x.startswith("风险 "))
+    assert "拖欠工资「" in risk and "P(高)=" in risk and "阈值" in risk
 
     r = classify(triage, "他说再不给钱就从楼顶跳下去。", title="征地补偿")
-    risk = next(x for x in r.reasons if x.startswith("risk "))
-    assert risk.startswith("risk high") and "跳下去" in risk and "threat to life or safety" in risk
+    risk = next(x for x in r.reasons if x.startswith("风险 "))
+    assert risk.startswith("风险 高；高风险线索 自伤自杀「") and "（线索即定为高）" in risk
+    assert any(c.startswith("自伤自杀「") for c in r.cues)
 
 
-def test_counter_cue_is_shown_and_decides(triage: Triage) -> None:
-    # Court words negated: the petitioner says it is not going to court.
-    r = classify(triage, "征地补偿款算错了,我们不想打官司,只想请镇里重新核算。")
-    assert r.category == Category.land_expropriation
-    assert "不想打官司(-8.0, the petitioner says the matter is not going to court) against law_litigation" in r.reasons[0]
-    # A school named as the place of a noise complaint.
-    r = classify(triage, "实验中学旁边的工地天天晚上施工到十二点,噪音太大,学生没法休息。")
-    assert r.category == Category.environment
-    assert any("pollution complaint" in x for x in r.reasons)
+def test_a_negated_cue_is_shown_and_not_counted(triage: Triage) -> None:
+    r = classify(triage, "邻居两家为停车位吵了几句,没有动手打人,也没有人受伤,希望物业划好车位。")
+    assert not any(c.startswith("暴力致伤") for c in r.cues)
+    assert r.risk != Risk.high
+
+
+def test_a_hypothetical_hazard_is_not_an_injury(triage: Triage) -> None:
+    r = classify(triage, "小区外墙瓷砖松动脱落,要是砸到人怎么办?请尽快维修。")
+    assert r.risk == Risk.medium, r.reasons
+    assert not [c for c in r.cues if c.startswith(("险情未除", "暴力致伤")) and "假设" not in c]
+
+
+# --- the rubric's cue families (rules/triage_cues.toml), each seen to fire and not to fire ---------
+
+CUE_FIRES = [
+    ("self_harm", "再拖下去我真的不想活了,遗书都写好了。"),
+    ("self_harm", "他说这次要是还不给说法,就从区政府楼上跳下去。"),
+    ("violence_injury", "拆迁队的人把我父亲打成骨折,现在还在医院。"),
+    ("emergency_refused", "孩子高烧抽搐送到急诊,医院说先交押金不交钱不给看。"),
+    ("hazard_exposed", "楼顶的混凝土块一直往下掉,楼下每天学生进进出出。"),
+    ("hazard_exposed", "化工厂泄漏后,村里已经有好几个人呕吐住院了。"),
+    ("collective_action", "工友们说明天一早去把工地大门堵上。"),
+    ("collective_action", "家属把遗体停在医院门口不走。"),
+    ("collective_trip", "几十户村民商量好了,下周一起去省里。"),
+    ("collective_trip", "会员群里约好了周六一起去公司总部要钱。"),
+    ("extreme_threat", "他扬言要浇汽油把老板的厂子烧了。"),
+]
+CUE_SILENT = [
+    ("self_harm", "商场门口喇叭天天喊跳楼价大甩卖,吵得人睡不着。"),
+    ("violence_injury", "两家人吵了一架,没有动手,也没有人受伤。"),
+    ("hazard_exposed", "外墙瓷砖有点松动,万一砸到人怎么办。"),
+    ("collective_action", "早上排队办证的人堵在门口,希望多开几个窗口。"),
+    ("collective_trip", "我儿子下个月去北京读大学,学费贷款办不下来。"),
+    ("extreme_threat", "楼下炸鸡店油烟太大,我担心被打击报复不敢去说。"),
+]
+
+
+@pytest.mark.parametrize(("cue", "text"), CUE_FIRES, ids=[f"{c}{i}" for i, (c, _) in enumerate(CUE_FIRES)])
+def test_cue_family_fires(cue: str, text: str) -> None:
+    hits, _ = CueBook().find(text)
+    assert any(h.cue == cue and h.tier == Risk.high for h in hits), hits
+
+
+@pytest.mark.parametrize(("cue", "text"), CUE_SILENT, ids=[f"{c}{i}" for i, (c, _) in enumerate(CUE_SILENT)])
+def test_cue_family_does_not_fire(cue: str, text: str) -> None:
+    hits, _ = CueBook().find(text)
+    assert not any(h.cue == cue and h.tier == Risk.high for h in hits), hits
+
+
+def test_hundreds_of_workers_or_millions_of_yuan_is_high(triage: Triage) -> None:
+    assert classify(triage, "建筑公司拖欠我们300多名农民工工资。").risk == Risk.high
+    assert classify(triage, "项目部拖欠工资共计420万元,大家都没拿到钱。").risk == Risk.high
 
 
 # --- categories and risk tiers ----------------------------------------------------------------
@@ -142,13 +192,12 @@ RISKS = [
     ("拆迁办说不签字就强拆,真要强拆我就喝农药。", Risk.high),
     ("四十多户拆迁户约好下周一集体上访。", Risk.high),
     ("村民们说这个月再不给钱就一起去把施工路口堵住。", Risk.high),
-    ("工地欠了三十二名木工的工资共计86万元。", Risk.high),  # 30+ workers: high on its own
+    ("老楼鉴定为D级危房,外墙一直往下掉水泥块,里面还住着十几户老人。", Risk.high),  # people still exposed
     ("我母亲今年82岁,拆迁后过渡费一直没发。", Risk.medium),
-    ("楼体开裂被鉴定为危房,随时可能倒塌。", Risk.medium),
+    ("楼体开裂被鉴定为危房,已经搬空了,周边没有围挡。", Risk.medium),
     ("公司拖欠我们12名工人工资共计18万元。", Risk.medium),
-    ("来电人情绪激动,称补偿一户一个标准。", Risk.medium),
     ("请问征地补偿款什么时候发?", Risk.low),
-    ("采石场天天放炮炸山,粉尘很大。", Risk.low),  # 炸山 is blasting, not a threat
+    ("小区门口的路灯坏了,晚上出门不方便。", Risk.low),
 ]
 
 
@@ -158,16 +207,15 @@ def test_each_risk_tier(triage: Triage, content: str, expected: Risk) -> None:
     assert r.risk == expected, r.reasons
 
 
-def test_medium_cues_never_add_up_to_high(triage: Triage) -> None:
-    # Vulnerable people + a hazard + many households: three reasons for attention, not a threat.
-    r = classify(triage, "老楼鉴定为D级危房,随时可能倒塌,里面还住着十几户老人。")
-    assert r.risk == Risk.medium
+def test_blasting_is_not_a_threat(triage: Triage) -> None:
+    r = classify(triage, "采石场天天放炮炸山,粉尘很大。")
+    assert r.risk != Risk.high and not any(c.startswith("纵火爆炸") for c in r.cues)
 
 
 def test_no_cue_scores_the_petitioner() -> None:
-    text = DEFAULT_TERMS.read_text(encoding="utf-8")
-    for word in ("缠访", "闹访", "老上访户", "信用", "进京", "越级", "多次上访", "黑名单"):
-        assert f'"{word}"' not in text, word
+    text = DEFAULT_CUES.read_text(encoding="utf-8")
+    for word in ("缠访", "闹访", "老上访户", "信用", "越级", "多次上访", "黑名单"):
+        assert f"'{word}'" not in text, word
 
 
 # --- collective wage arrears ------------------------------------------------------------------
@@ -179,7 +227,7 @@ def test_collective_flag_at_five_workers_not_four(triage: Triage) -> None:
     assert five.category == four.category == Category.labor_social_security
     assert (five.worker_count, five.collective_wage_arrears) == (5, True)
     assert (four.worker_count, four.collective_wage_arrears) == (4, False)
-    assert any("arbitration green channel" in x for x in five.reasons)
+    assert any("仲裁绿色通道" in x for x in five.reasons)
 
 
 def test_collective_flag_uses_the_given_worker_count_and_threshold() -> None:
@@ -188,7 +236,7 @@ def test_collective_flag_uses_the_given_worker_count_and_threshold() -> None:
     assert classify(t, text, worker_count=9).collective_wage_arrears is False
     r = classify(t, text, worker_count=10)
     assert r.collective_wage_arrears is True and r.worker_count == 10
-    assert "worker count 10 given at intake" in r.reasons
+    assert "工人数 10：受理时填写" in r.reasons
 
 
 def test_collective_flag_needs_wage_arrears_and_the_labour_category(triage: Triage) -> None:
@@ -280,7 +328,18 @@ def test_leaders(triage: Triage) -> None:
 
 def test_load_triage_is_cached_and_versioned() -> None:
     assert load_triage() is load_triage()
-    assert load_triage().model_version.startswith("triage-terms ")
+    model, cues, routing = load_triage().model_version.split(" / ")
+    assert model.startswith("triage-model ") and cues.startswith("triage-cues ") and routing.startswith("routing ")
+
+
+def test_only_the_first_max_analysed_characters_are_read(triage: Triage) -> None:
+    # A 1 MB text: read up to the bound, never a stall; a threat past the bound is not seen.
+    filler = "我反映一下小区路灯的问题。" * (1_000_000 // 13)
+    r = classify(triage, filler + "他说明天就从楼顶跳下去。")
+    assert r.truncated and r.reasons[0].startswith("内容共 ") and f"只分析前 {MAX_ANALYSED:,} 字" in r.reasons[0]
+    assert not any(c.startswith("自伤自杀") for c in r.cues)
+    r = classify(triage, "他说明天就从楼顶跳下去。" + filler)
+    assert r.truncated and r.risk == Risk.high
 
 
 def test_jieba_is_quiet(capfd: pytest.CaptureFixture[str]) -> None:
@@ -304,23 +363,37 @@ def _broken(tmp_path: Path, name: str, source: Path, old: str, new: str) -> Path
 @pytest.mark.parametrize(
     ("old", "new", "names"),
     [
-        ("[categories.environment]", "[categories.enviroment]", ["categories.enviroment"]),
-        ("high_at = 5.0", 'high_at = "five"', ["risk.high_at"]),
-        ('pattern = "跳(下去|下来|楼|河|江|桥)"', 'pattern = "跳(下去"', ["risk.groups.threat.patterns.0.pattern", "regular expression"]),
-        ('max_tier = "medium"', 'max_tier = "urgent"', ["risk.groups.escalation.max_tier"]),
-        ("version = ", "versoin = ", ["versoin", "version"]),
+        ('tier = "high"', 'tier = "urgent"', ["cues.0.tier"]),
+        ("window = 30", 'window = "thirty"', ["cues.1.window"]),
+        ("'跳楼', '跳河'", "'跳(楼', '跳河'", ["cues.0.patterns", "regular expression"]),
+        ("group_at_least = 5", "group_at_least = 1", ["numeric.group_at_least"]),
+        ('id = "hazard"\n', 'id = "self_harm"\n', ["cue ids must be unique", "self_harm"]),
         ("[wage_arrears]", "[wage_arrears\n", ["not valid TOML"]),
     ],
 )
-def test_broken_terms_file_names_file_and_field(tmp_path: Path, old: str, new: str, names: list[str]) -> None:
-    path = _broken(tmp_path, "terms.toml", DEFAULT_TERMS, old, new)
+def test_broken_cue_file_names_file_and_field(tmp_path: Path, old: str, new: str, names: list[str]) -> None:
+    path = _broken(tmp_path, "cues.toml", DEFAULT_CUES, old, new)
     with pytest.raises(ValueError) as info:
-        Triage(terms_path=path)
+        Triage(cues_path=path)
     assert isinstance(info.value, RuleFileError)
     message = str(info.value)
     assert str(path) in message
     for name in names:
         assert name in message, message
+
+
+def test_a_cue_file_the_model_was_not_trained_with_is_refused(tmp_path: Path) -> None:
+    path = _broken(tmp_path, "cues.toml", DEFAULT_CUES, 'version = "', 'version = "edited ')
+    with pytest.raises(RuleFileError) as info:
+        Triage(cues_path=path)
+    assert "starter.py triage train" in str(info.value)
+
+
+def test_a_missing_model_file_says_how_to_rebuild_it(tmp_path: Path) -> None:
+    with pytest.raises(RuleFileError) as info:
+        Triage(model_path=tmp_path / "nope.json")
+    assert "nope.json" in str(info.value) and "starter.py triage train" in str(info.value)
+    assert DEFAULT_MODEL.exists()
 
 
 @pytest.mark.parametrize(
@@ -340,44 +413,3 @@ def test_broken_routing_file_names_file_and_field(tmp_path: Path, old: str, new:
     assert str(path) in message
     for name in names:
         assert name in message, message
-
-
-# --- measured accuracy ------------------------------------------------------------------------
-# Measured (docs/triage.md, bench/triage_eval.py): category 99.0% train / 94.9% held-out,
-# risk tier 98.5% overall, high-risk recall 100% (57/57; 9/9 held out). The floors sit a little
-# below so that a regression fails here, while an honest change of a weight has room.
-
-
-@pytest.fixture(scope="module")
-def measured(triage: Triage) -> dict[str, Metrics]:
-    preds = predict(load_rows(), triage)
-    return {
-        "train": metrics([p for p in preds if p.row.split == "train"]),
-        "held-out": metrics([p for p in preds if p.row.split == "held-out"]),
-        "all": metrics(preds),
-    }
-
-
-def test_labelled_set_is_as_described() -> None:
-    rows = load_rows()
-    assert len(rows) >= 320
-    for c in Category:
-        assert sum(r.category == c for r in rows) >= 20, c
-    high = sum(r.risk == Risk.high for r in rows) / len(rows)
-    medium = sum(r.risk == Risk.medium for r in rows) / len(rows)
-    assert 0.12 <= high <= 0.18 and 0.28 <= medium <= 0.40
-    assert sum(r.hard for r in rows) >= 40
-
-
-def test_category_accuracy_floors(measured: dict[str, Metrics]) -> None:
-    assert measured["train"].category_accuracy >= 0.95
-    assert measured["held-out"].category_accuracy >= 0.90
-    assert measured["all"].category_accuracy >= 0.94
-    assert measured["all"].hard_accuracy >= 0.88
-
-
-def test_risk_floors(measured: dict[str, Metrics]) -> None:
-    assert measured["all"].high_recall >= 0.95
-    assert measured["held-out"].high_recall >= 0.88
-    assert measured["all"].high_precision >= 0.90
-    assert measured["all"].risk_accuracy >= 0.93

@@ -64,6 +64,29 @@ def mask_phone(phone: str) -> str:
     return phone[:3] + "****" + phone[-4:] if len(phone) >= 7 else "***"
 
 
+_PII_PATTERNS = (
+    (re.compile(r"(?<![0-9])[1-9][0-9]{5}(?:19|20)[0-9]{2}[01][0-9][0-3][0-9][0-9]{3}[0-9Xx](?![0-9])"), "[身份证号]"),
+    (re.compile(r"(?<![0-9])[1-9][0-9]{14}(?![0-9])"), "[身份证号]"),
+    (re.compile(r"(?<![0-9])[0-9]{16,19}(?![0-9])"), "[卡号]"),
+    (re.compile(r"(?<![0-9])1[3-9][0-9][\s-]?[0-9]{4}[\s-]?[0-9]{4}(?![0-9])"), "[电话]"),
+    (re.compile(r"(?<![0-9])0[0-9]{2,3}-?[0-9]{7,8}(?![0-9])"), "[电话]"),
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[邮箱]"),
+)
+
+
+def mask_personal_data(text: str, names: list[str] | tuple[str, ...] = ()) -> str:
+    """The text with identity numbers, card numbers, phones, e-mails and the given names masked.
+
+    For petitions kept as training examples: what the petition says stays, who wrote it goes.
+    """
+    out = text
+    for name in sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True):
+        out = out.replace(name, "某某")
+    for rx, repl in _PII_PATTERNS:
+        out = rx.sub(repl, out)
+    return out
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -408,6 +431,12 @@ class TriageOutcome(_Model):
     model_version: str
     principal_leader: str
     deputy_leader: str
+    # Added with the learned model; absent from older histories.
+    suggested_category: Category | None = None
+    suggested_risk: Risk | None = None
+    suggested_unit: str | None = None
+    cues: list[str] = Field(default_factory=list)
+    truncated: bool = False
 
 
 class DocumentRequest(_Model):
