@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 # name -> (script, modest arguments, documented arguments)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "micro": ("bench/micro.py", ["--repeats", "3", "--scenario-runs", "2"], []),
+    "triage": ("bench/triage_speed.py", ["--rounds", "3"], ["--rounds", "5"]),
     "throughput": ("bench/throughput.py", ["--count", "100", "--rounds", "2"], ["--count", "200"]),
     "escalation": ("bench/escalation_latency.py", ["--rate", "5", "--duration", "15"], ["--rate", "5", "--duration", "30"]),
     "surge": ("bench/deadline_surge.py", ["--cases", "300", "--calibrate", "50"], ["--cases", "1000"]),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import jieba
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rules.ruleset import RuleFileError, load_rules
 from rules.triage_model import (

@@ -132,6 +132,7 @@ def _check_patterns(patterns: list[str]) -> list[str]:
 class Grammar(_Strict):
     negation_window: int = Field(ge=0)
     negators: list[str]
+    adjacent_negators: list[str] = []
     hypotheticals: list[str]
 
 
@@ -269,6 +270,8 @@ class CueBook:
         self.version = self.spec.version
         g = self.spec.grammar
         self._negators = re.compile("|".join(map(re.escape, sorted(g.negators, key=len, reverse=True))))
+        adj = sorted(g.adjacent_negators, key=len, reverse=True)
+        self._adjacent = re.compile("(?:" + "|".join(map(re.escape, adj)) + ")$") if adj else None
         self._hypo = re.compile("|".join(map(re.escape, sorted(g.hypotheticals, key=len, reverse=True))))
         self._cues = [
             (
@@ -345,13 +348,28 @@ class CueBook:
         """The rubric's numbers: hundreds of workers or millions of yuan of unpaid wages (high); a group (medium)."""
         n = self.spec.numeric
         hits = []
-        if wage and ((workers or 0) >= n.high_wage_workers or (amount or 0) >= n.high_wage_amount):
-            shown = f"{workers} 名工人" if (workers or 0) >= n.high_wage_workers else f"{(amount or 0):,.0f} 元"
-            hits.append(CueHit("numeric_wage_scale", "大规模欠薪", shown, Risk.high))
         people = max(workers or 0, group or 0)
+        if wage and (people >= n.high_wage_workers or (amount or 0) >= n.high_wage_amount):
+            shown = f"{people} 人" if people >= n.high_wage_workers else f"{(amount or 0):,.0f} 元"
+            hits.append(CueHit("numeric_wage_scale", "大规模欠薪", shown, Risk.high))
         if people >= n.group_at_least:
             hits.append(CueHit("numeric_group", "群体人数", f"{people} 人", Risk.medium))
         return hits
+
+    def _negated(self, text: str, start: int) -> str | None:
+        """The negation right before `start` in its clause: a negator within the window, or a
+        single-character one right before it (allowing one character between: 没有人, 未造成)."""
+        c_lo, _ = self._clause(text, start, start)
+        before = text[max(c_lo, start - self.spec.grammar.negation_window) : start]
+        m = self._negators.search(before)
+        if m:
+            return m.group(0)
+        if self._adjacent is not None:
+            for back in (1, 2):
+                m2 = self._adjacent.search(text[max(c_lo, start - 3) : start - back + 1] if back > 1 else text[max(c_lo, start - 1) : start])
+                if m2:
+                    return m2.group(0)
+        return None
 
     @staticmethod
     def _clause(text: str, start: int, end: int) -> tuple[int, int]:
@@ -364,7 +382,6 @@ class CueBook:
         text = fold(text)
         hits: dict[str, CueHit] = {}
         silenced: dict[str, Silenced] = {}
-        win = self.spec.grammar.negation_window
         for spec, rx, exclude, near in self._cues:
             excluded = [(m.start(), m.end()) for m in exclude.finditer(text)] if exclude else []
             for m in rx.finditer(text):
@@ -373,13 +390,15 @@ class CueBook:
                     continue
                 if near is not None:
                     lo, hi = max(0, s - spec.window), min(len(text), e + spec.window)
-                    if not any(n.start() >= e or n.end() <= s for n in near.finditer(text, lo, hi)):
-                        continue  # the context the family needs is not there
+                    if not any(
+                        (n.start() >= e or n.end() <= s) and self._negated(text, n.start()) is None
+                        for n in near.finditer(text, lo, hi)
+                    ):
+                        continue  # the context the family needs is not there (or is negated: 没有人受伤)
                 c_lo, c_hi = self._clause(text, s, e)
-                before = text[max(c_lo, s - win) : s]
-                neg = self._negators.search(before)
+                neg = self._negated(text, s)
                 if neg:
-                    silenced.setdefault(spec.id, Silenced(spec.id, spec.label, m.group(0), f"前有否定「{neg.group(0)}」"))
+                    silenced.setdefault(spec.id, Silenced(spec.id, spec.label, m.group(0), f"前有否定「{neg}」"))
                     continue
                 tier, note = spec.tier, ""
                 if spec.hypothetical == "downgrade":
@@ -578,9 +597,15 @@ class Scorer:
         evidence: list[tuple[str, float]] = []
         if len(idx):
             # What pushed the winning class above the others: its weight minus the classes' mean.
+            # Single characters carry weight but explain nothing to a person: shown are words and n-grams.
             rel = (h.W[k, idx] - h.W[:, idx].mean(axis=0)) * val
-            order = np.argsort(-rel)[:5]
-            evidence = [(self.model.terms[int(idx[o])], float(rel[o])) for o in order if rel[o] > 0]
+            order = np.argsort(-rel)
+            for o in order:
+                term = self.model.terms[int(idx[o])]
+                if rel[o] <= 0 or len(evidence) == 5:
+                    break
+                if len(term.removeprefix("w:")) >= 2:
+                    evidence.append((term, float(rel[o])))
         return Scored({c: float(p[i]) for i, c in enumerate(h.classes)}, h.classes[k], evidence)
 
 

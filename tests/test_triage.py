@@ -101,7 +101,7 @@ def test_scenario_mediation_success_intake(triage: Triage) -> None:
 def test_reasons_name_the_model_evidence_and_the_cues(triage: Triage) -> None:
     r = classify(triage, "包工头拖欠我们工钱,已经三个月了。", title="讨薪")
     cat = r.reasons[0]
-    assert cat.startswith("分类建议 劳动保障（劳动保障 0.") and "依据 " in cat
+    assert cat.startswith("分类建议 劳动保障（劳动保障 ") and "依据 " in cat
     risk = next(x for x in r.reasons if x.startswith("风险 "))
     assert "拖欠工资「" in risk and "P(高)=" in risk and "阈值" in risk
 
@@ -363,7 +363,7 @@ def _broken(tmp_path: Path, name: str, source: Path, old: str, new: str) -> Path
 @pytest.mark.parametrize(
     ("old", "new", "names"),
     [
-        ('tier = "high"', 'tier = "urgent"', ["cues.0.tier"]),
+        ('label = "自伤自杀"\ntier = "high"', 'label = "自伤自杀"\ntier = "urgent"', ["cues.0.tier"]),
         ("window = 30", 'window = "thirty"', ["cues.1.window"]),
         ("'跳楼', '跳河'", "'跳(楼', '跳河'", ["cues.0.patterns", "regular expression"]),
         ("group_at_least = 5", "group_at_least = 1", ["numeric.group_at_least"]),
