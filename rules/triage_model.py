@@ -358,17 +358,16 @@ class CueBook:
 
     def _negated(self, text: str, start: int) -> str | None:
         """The negation right before `start` in its clause: a negator within the window, or a
-        single-character one right before it (allowing one character between: 没有人, 未造成)."""
+        single-character one right before it (未造成, 没受伤)."""
         c_lo, _ = self._clause(text, start, start)
         before = text[max(c_lo, start - self.spec.grammar.negation_window) : start]
         m = self._negators.search(before)
         if m:
             return m.group(0)
         if self._adjacent is not None:
-            for back in (1, 2):
-                m2 = self._adjacent.search(text[max(c_lo, start - 3) : start - back + 1] if back > 1 else text[max(c_lo, start - 1) : start])
-                if m2:
-                    return m2.group(0)
+            m2 = self._adjacent.search(text[max(c_lo, start - 1) : start])
+            if m2:
+                return m2.group(0)
         return None
 
     @staticmethod
@@ -675,6 +674,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "medium_recall_target": 0.88,
     "seed": 20261201,
     "cue_floors": True,
+    "risk_on_residual": False,
 }
 
 
@@ -814,7 +814,10 @@ def train(prep: Prepared, rows: Sequence[int] | None = None, params: dict[str, A
         index = {t: i for i, t in enumerate(terms)}
         X = _design(prep, fit_rows, index, idf, p["cue_scale"])
         cat = _fit(X, [prep.items[r].category.value for r in fit_rows], p["C_category"], p["seed"])
-        risk = _fit(X, [prep.items[r].risk.value for r in fit_rows], p["C_risk"], p["seed"])
+        # The risk head learns what the high-tier cues leave over: petitions no cue floor catches.
+        # Those are the hard ones (a subtle high among mediums); the floors' items are high anyway.
+        keep = [i for i, r in enumerate(fit_rows) if not (p["risk_on_residual"] and prep.floors[r] == Risk.high)]
+        risk = _fit(X[keep], [prep.items[fit_rows[i]].risk.value for i in keep], p["C_risk"], p["seed"])
         return terms, idf, cat, risk
 
     # Out-of-fold logits, grouped by writer: what the model does on hands it has not seen.
@@ -831,7 +834,8 @@ def train(prep: Prepared, rows: Sequence[int] | None = None, params: dict[str, A
     y_cat = np.array([cats.index(ex.category.value) for ex in items])
     y_risk = np.array([risks.index(ex.risk.value) for ex in items])
     t_cat = _temperature(oof_cat, y_cat)
-    t_risk = _temperature(oof_risk, y_risk)
+    resid = np.array([not (p["risk_on_residual"] and prep.floors[r] == Risk.high) for r in rows])
+    t_risk = _temperature(oof_risk[resid], y_risk[resid]) if resid.any() else 1.0
     pr = _softmax(oof_risk / t_risk)
     floors = [prep.floors[r] if p["cue_floors"] else None for r in rows]
     thresholds = choose_thresholds(

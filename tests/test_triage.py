@@ -131,7 +131,7 @@ CUE_FIRES = [
     ("violence_injury", "拆迁队的人把我父亲打成骨折,现在还在医院。"),
     ("emergency_refused", "孩子高烧抽搐送到急诊,医院说先交押金不交钱不给看。"),
     ("hazard_exposed", "楼顶的混凝土块一直往下掉,楼下每天学生进进出出。"),
-    ("hazard_exposed", "化工厂泄漏后,村里已经有好几个人呕吐住院了。"),
+    ("toxic_harm", "化工厂泄漏后,村里已经有好几个人呕吐住院了。"),
     ("collective_action", "工友们说明天一早去把工地大门堵上。"),
     ("collective_action", "家属把遗体停在医院门口不走。"),
     ("collective_trip", "几十户村民商量好了,下周一起去省里。"),

@@ -55,8 +55,8 @@ def test_masking_keeps_the_petition_and_drops_the_person() -> None:
 async def test_overrides_and_flags_become_masked_examples_and_drift(harness: Harness) -> None:
     h = harness
     c = h.env.client
-    # 1. The operator calls it an environment case of low risk: two fields overridden at intake.
-    overridden = parse_intake(petition(petitioners=[PERSON], content=CONTENT, category="environment", risk="low"))
+    # 1. The operator calls it an environment case of high risk: two fields overridden at intake.
+    overridden = parse_intake(petition(petitioners=[PERSON], content=CONTENT, category="environment", risk="high"))
     a = await register(c, h.settings, overridden, task_queue=h.task_queue, calendar="weekends_only")
     # 2. The operator agrees with triage: no correction.
     agreed = parse_intake(petition(title="社保断缴", content="公司两年没给我交社保。", category=None, risk=None))
@@ -79,9 +79,9 @@ async def test_overrides_and_flags_become_masked_examples_and_drift(harness: Har
     assert len(examples) == 2
     by_title = {e["title"]: e for e in examples}
     ex = by_title["装修公司拖欠工资"]
-    assert ex["writer"] == "corrections" and (ex["category"], ex["risk"]) == ("environment", "low")
+    assert ex["writer"] == "corrections" and (ex["category"], ex["risk"]) == ("environment", "high")
     assert "category:labor_social_security->environment(intake)" in ex["why"]
-    assert "risk:medium->low(intake)" in ex["why"] or "risk:high->low(intake)" in ex["why"]
+    assert "->high(intake)" in ex["why"]
     for secret in PERSON.values():
         assert secret not in ex["content"], "personal data must be masked in a training example"
     assert "拖欠工资2.6万元" in ex["content"]
@@ -91,7 +91,8 @@ async def test_overrides_and_flags_become_masked_examples_and_drift(harness: Har
     drift = triage_drift(h.settings)
     assert sum(r["cases"] for r in drift) == 3
     assert sum(r["overridden"] for r in drift) == 2
-    assert sum(r["category"] for r in drift) == 1 and sum(r["flagged"] for r in drift) == 1
+    assert sum(r["category"] for r in drift) == 1 and sum(r["risk"] for r in drift) == 1
+    assert sum(r["flagged"] for r in drift) == 1
     labour = [r for r in drift if r["suggested_category"] == "labor_social_security"]
     assert sum(r["cases"] for r in labour) == 2 and sum(r["overridden"] for r in labour) == 1
     assert all(r["models"][0].startswith("triage-model ") for r in drift)
