@@ -33,7 +33,6 @@ from rules.triage_model import (
     DEFAULT_CUES,
     DEFAULT_MODEL,
     MAX_ANALYSED,
-    RISK_ORDER,
     CueBook,
     CueHit,
     Featuriser,
@@ -247,7 +246,7 @@ class Triage:
         if truncated:
             reasons.append(f"内容共 {len(full):,} 字，超过 {MAX_ANALYSED:,} 字，只分析前 {MAX_ANALYSED:,} 字")
 
-        idx, val = self.scorer.vector(self.featuriser.terms(text))
+        idx, val = self.scorer.vector(self.featuriser.terms(text, item.title[:MAX_ANALYSED]))
         found = self.cues.extract(text)
         worker_count = item.worker_count if item.worker_count is not None else found.worker_count
         amount = item.disputed_amount if item.disputed_amount is not None else found.amount

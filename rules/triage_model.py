@@ -43,7 +43,7 @@ DEFAULT_CORPUS = RULES_DIR / "triage_corpus"
 # What the model reads of a text. A real letter never comes near this; intake refuses longer content
 # (engine.desk), and anything longer that reaches triage another way is read only this far.
 MAX_ANALYSED = MAX_CONTENT_CHARS
-FEATURE_VERSION = "chars1-3+jieba+cues/1"
+FEATURE_VERSION = "chars1-3+jieba+title-words+cues/2"
 
 RISK_ORDER = {Risk.low: 0, Risk.medium: 1, Risk.high: 2}
 
@@ -453,7 +453,15 @@ class Featuriser:
         """jieba's words of the folded text (digits kept): what routing variants look for."""
         return [w for w in self._tok.lcut(fold(text)) if w.strip()]
 
-    def terms(self, text: str) -> list[str]:
+    def terms(self, text: str, title: str = "") -> list[str]:
+        """Character 1-3-grams and jieba words of the whole text, plus the title's words marked
+        `t:` (a form's title names the matter more often than the body does)."""
+        out = self._terms(text)
+        if title:
+            out.extend("t:" + w for w in self._tok.lcut(normalise(title)) if len(w.strip()) >= 2)
+        return out
+
+    def _terms(self, text: str) -> list[str]:
         t = normalise(text)
         out: list[str] = []
         n = len(t)
@@ -474,6 +482,8 @@ class Featuriser:
 
 
 def show_term(term: str) -> str:
+    if term.startswith("t:"):
+        return f"标题「{term[2:]}」"
     if term.startswith("w:"):
         return f"「{term[2:]}」"
     return f"“{term}”"
@@ -603,7 +613,7 @@ class Scorer:
                 term = self.model.terms[int(idx[o])]
                 if rel[o] <= 0 or len(evidence) == 5:
                     break
-                if len(term.removeprefix("w:")) >= 2:
+                if len(term.removeprefix("w:").removeprefix("t:")) >= 2:
                     evidence.append((term, float(rel[o])))
         return Scored({c: float(p[i]) for i, c in enumerate(h.classes)}, h.classes[k], evidence)
 
@@ -664,17 +674,16 @@ def corpus_digest(items: Sequence[Example]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 DEFAULT_PARAMS: dict[str, Any] = {
-    "C_category": 10.0,
+    "C_category": 20.0,
     "C_risk": 4.0,
     "min_df": 2,
     "max_terms": 60000,
     "cue_scale": 1.0,
     "inner_folds": 4,
-    "high_recall_target": 0.985,
-    "medium_recall_target": 0.88,
+    "high_recall_target": 0.98,
+    "medium_recall_target": 0.92,
     "seed": 20261201,
     "cue_floors": True,
-    "risk_on_residual": False,
 }
 
 
@@ -721,12 +730,12 @@ class Prepared:
     cue_names: list[str]  # the columns of `cues`
 
 
-def prepare(items: Sequence[Example], featuriser: Featuriser, cues: CueBook) -> Prepared:
+def prepare(items: Sequence[Example], featuriser: Featuriser, cues: CueBook, title_terms: bool = True) -> Prepared:
     terms, cue_rows, floors = [], [], []
     names = cues.feature_names
     for ex in items:
         text = ex.text[:MAX_ANALYSED]
-        terms.append(featuriser.terms(text))
+        terms.append(featuriser.terms(text, ex.title if title_terms else ""))
         hits, _ = cues.find(text)
         x = cues.extract(text)
         hits += cues.numeric_hits(x.worker_count, x.amount, x.group_size, x.wage_words is not None)
@@ -814,10 +823,7 @@ def train(prep: Prepared, rows: Sequence[int] | None = None, params: dict[str, A
         index = {t: i for i, t in enumerate(terms)}
         X = _design(prep, fit_rows, index, idf, p["cue_scale"])
         cat = _fit(X, [prep.items[r].category.value for r in fit_rows], p["C_category"], p["seed"])
-        # The risk head learns what the high-tier cues leave over: petitions no cue floor catches.
-        # Those are the hard ones (a subtle high among mediums); the floors' items are high anyway.
-        keep = [i for i, r in enumerate(fit_rows) if not (p["risk_on_residual"] and prep.floors[r] == Risk.high)]
-        risk = _fit(X[keep], [prep.items[fit_rows[i]].risk.value for i in keep], p["C_risk"], p["seed"])
+        risk = _fit(X, [prep.items[r].risk.value for r in fit_rows], p["C_risk"], p["seed"])
         return terms, idf, cat, risk
 
     # Out-of-fold logits, grouped by writer: what the model does on hands it has not seen.
@@ -834,8 +840,7 @@ def train(prep: Prepared, rows: Sequence[int] | None = None, params: dict[str, A
     y_cat = np.array([cats.index(ex.category.value) for ex in items])
     y_risk = np.array([risks.index(ex.risk.value) for ex in items])
     t_cat = _temperature(oof_cat, y_cat)
-    resid = np.array([not (p["risk_on_residual"] and prep.floors[r] == Risk.high) for r in rows])
-    t_risk = _temperature(oof_risk[resid], y_risk[resid]) if resid.any() else 1.0
+    t_risk = _temperature(oof_risk, y_risk)
     pr = _softmax(oof_risk / t_risk)
     floors = [prep.floors[r] if p["cue_floors"] else None for r in rows]
     thresholds = choose_thresholds(

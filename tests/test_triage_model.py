@@ -103,13 +103,14 @@ def test_model_file_reproduces_scikit_learn(corpus: list, cues: CueBook, featuri
 
 @pytest.mark.timeout(600)
 def test_floors_on_a_writer_the_model_never_saw(corpus: list, cues: CueBook, featuriser: Featuriser) -> None:  # type: ignore[type-arg]
-    # Measured (docs/triage.md, leave-one-writer-out): see the per-writer table; floors sit below.
+    # Measured (docs/triage.md, leave-one-writer-out, w10): category 98.0%, high recall 98.2% (54/55),
+    # high precision 93.1%, medium recall 89.2%, no high called low. The floors sit below.
     prep = prepare(corpus, featuriser, cues)
     test, pred, _ = leave_one_writer_out(prep, cues, SEALED_WRITER)
     assert len(test) >= 150
     m = metrics([prep.items[i] for i in test], pred)
-    assert m.category_accuracy >= 0.90, m
-    assert m.high_recall >= 0.95, m
-    assert m.high_precision >= 0.70, m
-    assert m.medium_recall >= 0.70, m
+    assert m.category_accuracy >= 0.95, m
+    assert m.high_recall >= 0.96, m
+    assert m.high_precision >= 0.85, m
+    assert m.medium_recall >= 0.82, m
     assert m.high_missed_as_low == 0, m
