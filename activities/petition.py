@@ -409,8 +409,11 @@ class PetitionActivities:
     @activity.defn(name="send_digest")
     async def send_digest(self, req: DigestRequest) -> NotificationSent:
         lines = [f"{i + 1}. {item.case_id} {item.title}" for i, item in enumerate(req.items)]
+        # The batch's own cases name it: a follow-up batch of the same size is another notice
+        # (a key from the size alone made it a "duplicate" that was never sent).
+        batch = hashlib.sha256("\n".join(item.case_id for item in req.items).encode()).hexdigest()[:16]
         notice = NotificationRequest(
-            idempotency_key=f"{req.digest_id}:{len(req.items)}",
+            idempotency_key=f"{req.digest_id}:{batch}",
             case_id=req.items[0].case_id if req.items else req.digest_id,
             tier="batch",  # type: ignore[arg-type]
             recipient_role="handling_unit",  # type: ignore[arg-type]

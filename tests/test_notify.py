@@ -464,3 +464,21 @@ def test_delivery_model_roundtrips() -> None:
         sent_at=datetime.now(UTC),
     )
     assert Delivery.model_validate_json(d.model_dump_json()) == d
+
+
+async def test_a_follow_up_digest_batch_of_the_same_size_is_sent(tmp_path: Path) -> None:
+    from activities.petition import PetitionActivities
+    from workflows.models import DigestItem, DigestRequest
+
+    acts = PetitionActivities(Settings(data_dir=tmp_path, notify_adapter="recording"))
+    at = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
+    first = DigestRequest(digest_id="digest-x", unit="青山区人社局", batch_at=at,
+                          items=[DigestItem(case_id="XF-20261201-AAAAAAAA", title="甲")])
+    follow = first.model_copy(update={"items": [DigestItem(case_id="XF-20261201-BBBBBBBB", title="乙")]})
+    a = await acts.send_digest(first)
+    b = await acts.send_digest(follow)
+    again = await acts.send_digest(first)  # a retried activity: the same batch, the same key
+    assert a.delivered and b.delivered and again.delivered
+    logged = read_notifications(tmp_path)
+    assert len(logged) == 2 and len({r["idempotency_key"] for r in logged}) == 2
+    assert ["XF-20261201-AAAAAAAA" in logged[0]["body"], "XF-20261201-BBBBBBBB" in logged[1]["body"]] == [True, True]
