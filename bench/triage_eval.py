@@ -1,6 +1,6 @@
 """Leave-one-writer-out evaluation of triage, printed as the markdown tables of docs/triage.md.
 
-    python bench/triage_eval.py                 # every writer held out in turn (about 3-5 minutes, 2 processes)
+    python bench/triage_eval.py                 # every writer held out in turn (about 2-4 minutes, 2 processes)
     python bench/triage_eval.py --writers w09 w10 --errors   # only these folds, and list their misses
     python bench/triage_eval.py --agreement     # the blind relabelling's agreement with the writers
 
@@ -24,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rules.triage import DEFAULT_ROUTING, RoutingFile  # noqa: E402
 from rules.triage_model import (  # noqa: E402
     DEFAULT_CORPUS,
     CueBook,
@@ -32,17 +33,15 @@ from rules.triage_model import (  # noqa: E402
     Prepared,
     leave_one_writer_out,
     load_corpus,
+    load_toml,
     metrics,
     prepare,
 )
 from rules.vocabulary import Category, Risk  # noqa: E402
 
 GOALS = {"category_accuracy": 0.94, "high_recall": 0.97, "high_precision": 0.75, "medium_recall": 0.80}
-CAT_CN = {
-    "land_expropriation": "征地拆迁", "labor_social_security": "劳动保障", "law_litigation": "涉法涉诉",
-    "rural_agriculture": "农村农业", "urban_construction_transport": "城建交通", "education_health": "教育医疗",
-    "environment": "环境保护", "other": "其他",
-}
+# The categories' Chinese names, as routing.toml gives them.
+CAT_CN = {c.value: r.name for c, r in load_toml(DEFAULT_ROUTING, RoutingFile).categories.items()}
 
 _prep: Prepared | None = None
 _cues: CueBook | None = None

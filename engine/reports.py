@@ -12,7 +12,14 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from activities.db import CaseRow, DocumentRow, ScoreEventRow, get_engine
+from activities.db import (
+    CaseRow,
+    DocumentRow,
+    ScoreEventRow,
+    TriageCorrectionRow,
+    TriageDecisionRow,
+    get_engine,
+)
 from activities.documents import split_document
 from activities.ledger import Ledger, verification_code, verify_document
 from engine.config import Settings
@@ -230,8 +237,6 @@ def triage_corrections(settings: Settings) -> list[dict[str, Any]]:
     major-risk flag, makes the case a correction). `writer` is "corrections", so leave-one-writer-out
     evaluation treats them as one more hand.
     """
-    from activities.db import TriageCorrectionRow
-
     with Session(get_engine(settings.resolved_database_url())) as s:
         rows = s.exec(select(TriageCorrectionRow).order_by(col(TriageCorrectionRow.id))).all()
     by_case: dict[str, dict[str, Any]] = {}
@@ -258,8 +263,6 @@ def triage_drift(settings: Settings) -> list[dict[str, Any]]:
     supervision office later flagged as a major risk that triage had not called high; `override_rate`
     is the share of cases with any of these.
     """
-    from activities.db import TriageCorrectionRow, TriageDecisionRow
-
     with Session(get_engine(settings.resolved_database_url())) as s:
         decisions = s.exec(select(TriageDecisionRow)).all()
         corrections = s.exec(select(TriageCorrectionRow)).all()

@@ -20,11 +20,9 @@ Pure: no I/O after loading, no clock, no randomness. The files are read once per
 
 from __future__ import annotations
 
-import logging
 from functools import lru_cache
 from pathlib import Path
 
-import jieba
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,6 +31,7 @@ from rules.triage_model import (
     DEFAULT_CUES,
     DEFAULT_MODEL,
     MAX_ANALYSED,
+    RISK_CN,
     CueBook,
     CueHit,
     Featuriser,
@@ -40,8 +39,8 @@ from rules.triage_model import (
     Scorer,
     TriageModel,
     decide_risk,
-    fold,
     load_toml,
+    normalise,
     parse_number,
     show_term,
 )
@@ -52,10 +51,6 @@ __all__ = ["MAX_ANALYSED", "Triage", "TriageInput", "TriageResult", "load_triage
 RULES_DIR = Path(__file__).resolve().parent
 DEFAULT_ROUTING = RULES_DIR / "routing.toml"
 
-# jieba announces its dictionary loading on the root of its own logger; triage must stay quiet.
-jieba.setLogLevel(logging.WARNING)
-
-RISK_CN = {Risk.high: "高", Risk.medium: "中", Risk.low: "低"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,7 +241,8 @@ class Triage:
         if truncated:
             reasons.append(f"内容共 {len(full):,} 字，超过 {MAX_ANALYSED:,} 字，只分析前 {MAX_ANALYSED:,} 字")
 
-        idx, val = self.scorer.vector(self.featuriser.terms(text, item.title[:MAX_ANALYSED]))
+        terms, words = self.featuriser.analyse(text, item.title[:MAX_ANALYSED])
+        idx, val = self.scorer.vector(terms)
         found = self.cues.extract(text)
         worker_count = item.worker_count if item.worker_count is not None else found.worker_count
         amount = item.disputed_amount if item.disputed_amount is not None else found.amount
@@ -294,8 +290,7 @@ class Triage:
             reasons.append("未计线索：" + "；".join(s.show() for s in silenced))
 
         # Unit.
-        tokens = set(self.featuriser.words(text))
-        suggested_unit, why_unit = self._unit(item.locality, category, tokens, fold(text))
+        suggested_unit, why_unit = self._unit(item.locality, category, set(words), normalise(text))
         if item.responsible_unit:
             unit = item.responsible_unit
             reasons.append(f"责任单位 {unit}：受理人员指定")

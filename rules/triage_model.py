@@ -46,6 +46,7 @@ MAX_ANALYSED = MAX_CONTENT_CHARS
 FEATURE_VERSION = "chars1-3+jieba+title-words+cues/2"
 
 RISK_ORDER = {Risk.low: 0, Risk.medium: 1, Risk.high: 2}
+RISK_CN = {Risk.high: "高", Risk.medium: "中", Risk.low: "低"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +404,7 @@ class CueBook:
                 if spec.hypothetical == "downgrade":
                     hypo = self._hypo.search(text, c_lo, c_hi)
                     if hypo:
-                        tier, note = spec.downgrade_to, f"假设「{hypo.group(0)}」，按{_TIER_CN[spec.downgrade_to]}计"
+                        tier, note = spec.downgrade_to, f"假设「{hypo.group(0)}」，按{RISK_CN[spec.downgrade_to]}计"
                 hit = CueHit(spec.id, spec.label, m.group(0), tier, note)
                 old = hits.get(spec.id)
                 if old is None or RISK_ORDER[hit.tier] > RISK_ORDER[old.tier]:
@@ -411,9 +412,6 @@ class CueBook:
         for cid in hits:
             silenced.pop(cid, None)
         return list(hits.values()), list(silenced.values())
-
-
-_TIER_CN = {Risk.high: "高", Risk.medium: "中", Risk.low: "低"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,9 +430,7 @@ def fold(text: str) -> str:
 
 def normalise(text: str) -> str:
     """Full-width forms folded (NFKC), Latin lower-cased, digits to 0, runs of space to one."""
-    t = unicodedata.normalize("NFKC", text).lower()
-    t = _DIGIT.sub("0", t)
-    return _SPACE.sub(" ", t).strip()
+    return _SPACE.sub(" ", _DIGIT.sub("0", fold(text))).strip()
 
 
 class Featuriser:
@@ -449,20 +445,16 @@ class Featuriser:
         self._tok = jieba.Tokenizer()
         self._tok.initialize()
 
-    def words(self, text: str) -> list[str]:
-        """jieba's words of the folded text (digits kept): what routing variants look for."""
-        return [w for w in self._tok.lcut(fold(text)) if w.strip()]
-
     def terms(self, text: str, title: str = "") -> list[str]:
         """Character 1-3-grams and jieba words of the whole text, plus the title's words marked
         `t:` (a form's title names the matter more often than the body does)."""
-        out = self._terms(text)
-        if title:
-            out.extend("t:" + w for w in self._tok.lcut(normalise(title)) if len(w.strip()) >= 2)
-        return out
+        return self.analyse(text, title)[0]
 
-    def _terms(self, text: str) -> list[str]:
+    def analyse(self, text: str, title: str = "") -> tuple[list[str], list[str]]:
+        """The terms (as `terms`) and jieba's words of the normalised text, from one segmentation:
+        the words are what routing variants look for."""
         t = normalise(text)
+        words = [w.strip() for w in self._tok.lcut(t) if w.strip()]
         out: list[str] = []
         n = len(t)
         for i in range(n):
@@ -474,11 +466,10 @@ class Featuriser:
                 out.append(t[i : i + 2])
                 if i + 2 < n:
                     out.append(t[i : i + 3])
-        for w in self._tok.lcut(t):
-            w = w.strip()
-            if len(w) >= 2 and not all(ch in _PUNCT for ch in w):
-                out.append("w:" + w)
-        return out
+        out.extend("w:" + w for w in words if len(w) >= 2 and not all(ch in _PUNCT for ch in w))
+        if title:
+            out.extend("t:" + w for w in self._tok.lcut(normalise(title)) if len(w.strip()) >= 2)
+        return out, words
 
 
 def show_term(term: str) -> str:
@@ -542,6 +533,18 @@ class TriageModel(BaseModel):
         path.write_text(text + "\n", encoding="utf-8")
 
 
+def tfidf_vector(terms: Iterable[str], index: dict[str, int], idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A text's sparse tf-idf vector (sublinear tf, L2-normalised): column indices and values."""
+    counts = Counter(index[t] for t in terms if t in index)
+    if not counts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+    tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+    val = (1.0 + np.log(tf)) * idf[idx]
+    norm = float(np.sqrt(np.dot(val, val)))
+    return idx, (val / norm if norm > 0 else val)
+
+
 @dataclass
 class _Head:
     classes: list[str]
@@ -578,14 +581,7 @@ class Scorer:
         return _Head(h.classes, W, C, np.asarray(h.intercept, dtype=np.float64), h.temperature)
 
     def vector(self, terms: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-        counts = Counter(self.index[t] for t in terms if t in self.index)
-        if not counts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        val = (1.0 + np.log(tf)) * self.idf[idx]
-        norm = float(np.sqrt(np.dot(val, val)))
-        return idx, (val / norm if norm > 0 else val)
+        return tfidf_vector(terms, self.index, self.idf)
 
     def cue_vector(self, hits: Sequence[CueHit]) -> np.ndarray:
         v = np.zeros(len(self.cue_features))
@@ -641,10 +637,9 @@ class Example(BaseModel):
         return f"{self.title}。{self.content}"
 
 
-def load_corpus(folder: Path | None = None, *, include: Iterable[str] | None = None) -> list[Example]:
+def load_corpus(folder: Path | None = None) -> list[Example]:
     """Every `*.jsonl` in the corpus folder (writers' files and exported corrections), in name order."""
     d = folder or DEFAULT_CORPUS
-    wanted = set(include) if include is not None else None
     out: list[Example] = []
     for path in sorted(d.glob("*.jsonl")):
         if path.name.startswith("relabel"):
@@ -656,8 +651,7 @@ def load_corpus(folder: Path | None = None, *, include: Iterable[str] | None = N
                 ex = Example.model_validate_json(line)
             except ValidationError as exc:
                 raise RuleFileError(f"{path}:{n}: not a labelled petition: {exc.errors()[0]['msg']}") from exc
-            if wanted is None or ex.writer in wanted:
-                out.append(ex)
+            out.append(ex)
     return out
 
 
@@ -706,13 +700,7 @@ def _matrix(docs: list[list[str]], index: dict[str, int], idf: np.ndarray) -> An
     cols: list[int] = []
     vals: list[float] = []
     for r, terms in enumerate(docs):
-        counts = Counter(index[t] for t in terms if t in index)
-        if not counts:
-            continue
-        idx = np.fromiter(counts.keys(), dtype=np.int64)
-        tf = np.fromiter(counts.values(), dtype=np.float64)
-        v = (1.0 + np.log(tf)) * idf[idx]
-        v = v / np.sqrt(np.dot(v, v))
+        idx, v = tfidf_vector(terms, index, idf)
         rows.extend([r] * len(idx))
         cols.extend(idx.tolist())
         vals.extend(v.tolist())
@@ -730,12 +718,12 @@ class Prepared:
     cue_names: list[str]  # the columns of `cues`
 
 
-def prepare(items: Sequence[Example], featuriser: Featuriser, cues: CueBook, title_terms: bool = True) -> Prepared:
+def prepare(items: Sequence[Example], featuriser: Featuriser, cues: CueBook) -> Prepared:
     terms, cue_rows, floors = [], [], []
     names = cues.feature_names
     for ex in items:
         text = ex.text[:MAX_ANALYSED]
-        terms.append(featuriser.terms(text, ex.title if title_terms else ""))
+        terms.append(featuriser.terms(text, ex.title))
         hits, _ = cues.find(text)
         x = cues.extract(text)
         hits += cues.numeric_hits(x.worker_count, x.amount, x.group_size, x.wage_words is not None)
