@@ -16,6 +16,12 @@
     python starter.py verify FILE [--data DIR]          check that a document is genuine
     python starter.py ledger head | consistency OLD NEW the log's signed head and proofs
     python starter.py calendar status | push            the holiday calendar; push recomputes deadlines
+    python starter.py users add NAME --role ROLE [--unit UNIT] | list | disable NAME
+    python starter.py keys rotate                       a new payload key encrypts from now on
+
+Staff sign in: every command that reads or changes cases acts as a named account, given by
+`--as NAME` (its token file, written by `users add`) or PETITION_TOKEN_FILE. `users add` on an
+engine without accounts creates the first admin without signing in.
 
 Exit status: 0 done; 1 a verification that failed or an action the rules refused; 2 bad input.
 Connects to TEMPORAL_ADDRESS, else to the embedded dev server that `python worker.py` started.
@@ -33,7 +39,10 @@ from typing import Any
 
 from engine.config import Settings, load_settings
 from engine.desk import InputError, Refused
+from engine.staff import AccessError, AccountError
+from rules.access import may, may_view
 from rules.ruleset import RuleFileError
+from workflows.models import Actor
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -55,8 +64,9 @@ async def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
     from engine.servers import connect
 
     intake = parse_intake(_read_json(args.file))
+    actor = _actor(args, settings)
     client = await connect(settings)
-    reg = await register(client, settings, intake, calendar=args.calendar)
+    reg = await register(client, settings, intake, calendar=args.calendar, actor=actor)
     if reg.repeat_visit:
         print(f"{reg.case_id}\trepeat visit {reg.visits}")
     else:
@@ -73,8 +83,9 @@ async def cmd_act(args: argparse.Namespace, settings: Settings) -> int:
     except json.JSONDecodeError as exc:
         raise InputError(f"--data is not valid JSON ({exc.msg}).") from exc
     parse_action(args.action, data)
+    actor = _actor(args, settings)
     client = await connect(settings)
-    result = await act(client, settings, args.case, args.action, data)
+    result = await act(client, settings, args.case, args.action, data, actor=actor)
     _print({"case_id": result.case_id, "stage": result.stage, "outcome": result.outcome, "events": [e.contract() for e in result.events]})
     return EXIT_OK
 
@@ -82,7 +93,9 @@ async def cmd_act(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     from engine.desk import history
 
-    _print(history(settings, args.case))
+    case = history(settings, args.case)
+    _require_view(_actor(args, settings), case["unit"])
+    _print(case)
     return EXIT_OK
 
 
@@ -90,8 +103,10 @@ async def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
     from engine.servers import connect
     from workflows.models import CaseState
 
+    actor = _actor(args, settings)
     client = await connect(settings)
     state = await client.get_workflow_handle(args.case).query("state", result_type=CaseState)
+    _require_view(actor, state.unit)
     _print(state.model_dump(mode="json"))
     return EXIT_OK
 
@@ -101,8 +116,12 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
     from activities.db import CaseRow, get_engine
 
+    actor = _actor(args, settings)
     with Session(get_engine(settings.resolved_database_url())) as s:
         q = select(CaseRow).order_by(col(CaseRow.registered_at).desc()).limit(args.limit)
+        if not may(actor.role, "view_cases"):
+            _require_view(actor, actor.unit)
+            q = q.where(CaseRow.unit == actor.unit)
         if args.open:
             q = q.where(CaseRow.status == "open")
         if args.overdue:
@@ -132,6 +151,7 @@ async def cmd_triage(args: argparse.Namespace, settings: Settings) -> int:
     if args.what == "train":
         from rules.triage_model import build_model
 
+        require(_actor(args, settings), "rules")
         out = Path(args.out) if args.out else None
         model = build_model(Path(args.corpus) if args.corpus else None, out=out)
         _print({"version": model.version, "written": str(out or "rules/triage_model.json"), "corpus": model.corpus,
@@ -140,6 +160,7 @@ async def cmd_triage(args: argparse.Namespace, settings: Settings) -> int:
     if args.what == "corrections":
         from engine.reports import triage_corrections
 
+        require(_actor(args, settings), "view_cases")
         lines = [json.dumps(ex, ensure_ascii=False) for ex in triage_corrections(settings)]
         if args.out:
             Path(args.out).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
@@ -151,6 +172,7 @@ async def cmd_triage(args: argparse.Namespace, settings: Settings) -> int:
     if args.what == "drift":
         from engine.reports import triage_drift
 
+        require(_actor(args, settings), "view_cases")
         for row in triage_drift(settings):
             print(json.dumps(row, ensure_ascii=False))
         return EXIT_OK
@@ -195,6 +217,7 @@ async def _classify_lines() -> int:
 async def cmd_scores(args: argparse.Namespace, settings: Settings) -> int:
     from engine.reports import score_events
 
+    require(_actor(args, settings), "scores")
     events, cursor = score_events(settings, args.since, args.limit)
     for e in events:
         print(json.dumps(e, ensure_ascii=False, default=str))
@@ -205,6 +228,7 @@ async def cmd_scores(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_assessment(args: argparse.Namespace, settings: Settings) -> int:
     from engine.reports import assessment
 
+    require(_actor(args, settings), "assessment")
     _print(assessment(settings, args.year))
     return EXIT_OK
 
@@ -212,6 +236,9 @@ async def cmd_assessment(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_arbitration(args: argparse.Namespace, settings: Settings) -> int:
     from engine.reports import arbitration_stats
 
+    actor = _actor(args, settings)
+    if not (may(actor.role, "view_cases") or may(actor.role, "scores")):
+        require(actor, "view_cases")
     _print(arbitration_stats(settings))
     return EXIT_OK
 
@@ -246,12 +273,82 @@ async def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:
     if args.what == "status":
         _print(calendar_status(settings))
         return EXIT_OK
+    require(_actor(args, settings), "calendar_push")
     _print(await calendar_push(settings))
     return EXIT_OK
 
 
+async def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.staff import add_user, disable_user, has_accounts, list_users
+    from rules.access import ROLE_CN
+    from rules.vocabulary import StaffRole
+
+    first = args.what == "add" and not has_accounts(settings)
+    admin = None if first else require(_actor(args, settings), "accounts")
+    if args.what == "list":
+        for row in list_users(settings):
+            role = StaffRole(row.role)
+            print(json.dumps({"username": row.username, "display_name": row.display_name, "role": row.role,
+                              "role_cn": ROLE_CN[role], "unit": row.unit, "disabled": row.disabled,
+                              "created_at": row.created_at.isoformat(), "created_by": row.created_by}, ensure_ascii=False))
+        return EXIT_OK
+    if not args.name:
+        raise InputError(f"users {args.what} needs the account's NAME.")
+    if args.what == "disable":
+        disable_user(settings, args.name)
+        print(f"{args.name}: disabled; its sign-ins ended.")
+        return EXIT_OK
+    if args.role is None:
+        raise InputError("users add needs --role: operator, unit, supervision, hr or admin.")
+    role = StaffRole(args.role)
+    if first and role != StaffRole.admin:
+        raise InputError("This engine has no accounts yet: the first account must be an admin (--role admin).")
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    password, token = add_user(settings, args.name, role, unit=args.unit, display_name=args.display_name,
+                               password=password, created_by=admin.name if admin else "first admin")
+    print(f"account {args.name} ({role.value}{', ' + args.unit if args.unit else ''}) created.")
+    if not args.password_stdin:
+        print(f"password (shown once): {password}")
+    print(f"CLI token: {token}  (use `starter.py --as {args.name} …`)")
+    return EXIT_OK
+
+
+async def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.codec import append_new_key
+
+    require(_actor(args, settings), "accounts")
+    if settings.payload_keys:
+        raise InputError("The payload keys come from PETITION_PAYLOAD_KEYS; rotate them where that variable is set.")
+    path = settings.resolved_payload_key_file()
+    kid = append_new_key(path)
+    print(f"payload key {kid} added to {path}; it encrypts from now on, the older keys still decrypt. "
+          "Restart the worker and back the file up (docs/privacy.md).")
+    return EXIT_OK
+
+
+def _actor(args: argparse.Namespace, settings: Settings) -> Actor:
+    from engine.staff import cli_actor
+
+    return cli_actor(settings, getattr(args, "as_user", None))
+
+
+def _require_view(actor: Actor, case_unit: str | None) -> None:
+    from engine.staff import AccessError
+
+    if not may_view(actor.role, actor.unit, case_unit):
+        raise AccessError(f"{actor.name} ({actor.role.value}) may not read this case: it belongs to {case_unit or 'no unit'}.")
+
+
+def require(actor: Actor, permission: str) -> Actor:
+    from engine.staff import require as staff_require
+
+    return staff_require(actor, permission)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="starter.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--as", dest="as_user", default=None, metavar="NAME",
+                   help="act as this account (its token file from `users add`); else PETITION_TOKEN_FILE")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("register", help="register a petition from a JSON file or stdin")
     r.add_argument("file", nargs="?", default="-")
@@ -291,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--data", default=None, metavar="DIR")
     cal = sub.add_parser("calendar", help="holiday calendar status, or push it to running cases")
     cal.add_argument("what", choices=["status", "push"])
+    us = sub.add_parser("users", help="staff accounts: add, list, disable")
+    us.add_argument("what", choices=["add", "list", "disable"])
+    us.add_argument("name", nargs="?")
+    us.add_argument("--role", choices=["operator", "unit", "supervision", "hr", "admin"])
+    us.add_argument("--unit", default=None, help="a unit account's unit")
+    us.add_argument("--display-name", default=None)
+    us.add_argument("--password-stdin", action="store_true", help="read the password from stdin instead of generating one")
+    ky = sub.add_parser("keys", help="payload encryption keys")
+    ky.add_argument("what", choices=["rotate"])
     return p
 
 
@@ -308,6 +414,8 @@ COMMANDS = {
     "verify": cmd_verify,
     "ledger": cmd_ledger,
     "calendar": cmd_calendar,
+    "users": cmd_users,
+    "keys": cmd_keys,
 }
 
 
@@ -328,9 +436,16 @@ async def main(argv: list[str] | None = None) -> int:
     except RuleFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except AccessError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":
+    os.umask(0o077)  # what this tool writes (database, documents, tokens) is for its owner only
     try:
         code = asyncio.run(main())
     except SystemExit as exc:  # argparse: usage errors are bad input

@@ -21,9 +21,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.masking import MaskingInterceptor
 from activities.petition import PetitionActivities
 from engine.config import PROJECT_DIR, Settings, load_settings
 from engine.logs import configure_logging, get_logger
+from engine.staff import ensure_first_admin
 from workflows.arbitration import ArbitrationWorkflow
 from workflows.digest import BatchDigestWorkflow
 from workflows.petition import PetitionWorkflow
@@ -56,6 +58,8 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         workflows=WORKFLOWS,
         activities=acts.all(),
         workflow_runner=SANDBOX,
+        # A failing activity's error is masked (no personal data) before it is logged or stored.
+        interceptors=[MaskingInterceptor()],
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -73,15 +77,18 @@ async def register_samples(client: Client, settings: Settings) -> None:
         if s.exec(select(CaseRow.case_id).limit(1)).first() is not None:
             log.info("samples not registered again: this engine already has cases")
             return
+    from engine.staff import ENGINE_ACTOR
+
     for path in sorted((PROJECT_DIR / "samples").glob("*.json")):
         intake = Intake.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        result = await register(client, settings, intake)
+        result = await register(client, settings, intake, actor=ENGINE_ACTOR)
         log.info("sample registered", file=path.name, case_id=result.case_id, repeat=result.repeat_visit)
 
 
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--with-samples", action="store_true", help="register the petitions in samples/")
+    parser.add_argument("--no-web", action="store_true", help="do not serve the web app (sign-in, codec endpoint)")
     args = parser.parse_args(argv)
     settings = load_settings()
     configure_logging(settings.log_json)
@@ -101,14 +108,29 @@ async def main(argv: list[str] | None = None) -> int:
         log.info(
             "embedded dev server started",
             address=f"127.0.0.1:{settings.server_port}",
-            web_ui=f"http://127.0.0.1:{settings.ui_port}",
+            web_ui=f"http://127.0.0.1:{settings.ui_port}/temporal (payloads encrypted; signed in via the web app: decoded)",
             database=str(settings.data_dir / "temporal.sqlite"),
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    web = None
     try:
+        first_password = ensure_first_admin(settings)
+        if first_password:
+            # Shown once, on the terminal only (never logged): the operator signs in and changes it.
+            print(
+                f"\n  First start: account 'admin' created, password: {first_password}\n"
+                f"  (shown once; CLI: starter.py --as admin …; create staff with `starter.py --as admin users add`)\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        if not args.no_web:
+            from engine.web import serve, web_url
+
+            web = asyncio.create_task(serve(settings))
+            log.info("web app", address=web_url(settings), temporal_ui=f"{web_url(settings)}/temporal/")
         async with build_worker(client, settings):
             log.info("worker running", task_queue=settings.task_queue, data_dir=str(settings.data_dir))
             if args.with_samples:
@@ -117,12 +139,15 @@ async def main(argv: list[str] | None = None) -> int:
             await stop.wait()
             log.info("stopping")
     finally:
+        if web is not None:
+            web.cancel()
         if env is not None:
             await env.shutdown()
     return 0
 
 
 if __name__ == "__main__":
+    os.umask(0o077)  # the data folder, database, documents and logs: for the engine's owner only
     code = asyncio.run(main())
     sys.stdout.flush()
     sys.stderr.flush()

@@ -5,6 +5,7 @@ SQLite file under the data folder by default, PostgreSQL by URL (PETITION_DATABA
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,6 +131,34 @@ class RefusalRow(SQLModel, table=True):
     action: str
     error: str
     at: datetime = Field(default_factory=_utcnow)
+    actor: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))  # who tried
+
+
+class StaffRow(SQLModel, table=True):
+    """A staff account (engine/staff.py): role and unit decide what it may do (rules/access.py)."""
+
+    __tablename__ = "staff"
+
+    username: str = Field(primary_key=True)
+    display_name: str
+    role: str
+    unit: str | None = None
+    password_hash: str  # Argon2id
+    disabled: bool = False
+    created_at: datetime = Field(default_factory=_utcnow)
+    created_by: str | None = None
+
+
+class StaffTokenRow(SQLModel, table=True):
+    """A sign-in: a web session or the CLI's token file. Only the token's SHA-256 is stored."""
+
+    __tablename__ = "staff_tokens"
+
+    token_sha256: str = Field(primary_key=True)
+    username: str = Field(index=True)
+    kind: str  # session | cli
+    created_at: datetime = Field(default_factory=_utcnow)
+    expires_at: datetime | None = None
 
 
 class TriageDecisionRow(SQLModel, table=True):
@@ -196,15 +225,27 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     cur.close()
 
 
+def _owner_only_file(url: str) -> None:
+    """Create an SQLite database file readable by its owner only (its WAL files inherit the mode)."""
+    path = url.split(":///", 1)[-1].split("?", 1)[0]
+    if path and path != ":memory:" and not os.path.exists(path):
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 def get_engine(url: str) -> Engine:
     """One engine per URL per process, with the tables created."""
     engine = _engines.get(url)
     if engine is None:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            _owner_only_file(url)
+            # hide_parameters: a failing statement's message must not carry the values (PII) it held.
+            engine = create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+            )
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
         SQLModel.metadata.create_all(engine)
         _engines[url] = engine
     return engine

@@ -134,6 +134,8 @@ def render_body(kind: DocumentKind, case_id: str, issued_at: datetime, fields: d
         *[line for line in _body(kind, fields, addressee) if line],
         "",
         f"{issuer}",
+        # Who acted for the issuer (the signed-in staff member), when a person's action issued it.
+        *([f"经办人：{fields['handled_by']}"] if fields.get("handled_by") else []),
         f"{_date(issued_at)}",
         f"（文书模板 {TEMPLATE_VERSION}）",
     ]

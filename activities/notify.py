@@ -9,7 +9,9 @@ No Temporal imports here: the activity wrapper builds a notifier with `build_not
 * an adapter that finds a delivered line for the same key *and itself* in that log does not send
   again and answers `duplicate=True` -- across instances and processes sharing the data dir;
 * the webhook carries the key in an `Idempotency-Key` header and e-mail in a Message-ID derived
-  from it, so the receiver can drop the one repeat that a crash between "sent" and "logged" can cause.
+  from it, so the receiver can drop the one repeat that a crash between "sent" and "logged" can cause;
+* the webhook is signed (`X-Petition-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` over
+  `f"{t}."` + the body's exact bytes), and `verify_webhook_signature` is the receivers' reference check.
 
 `NotifyError.retryable` tells the wrapper whether a retry can help (network error, 5xx, 429, SMTP 4xx)
 or not (the receiver rejected the request, an address that is not one).
@@ -20,10 +22,13 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import smtplib
 import threading
+import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -41,6 +46,9 @@ from rules.vocabulary import NotificationTier, NotifyChannel, RecipientRole
 LOG_FILE_NAME = "notifications.jsonl"
 ADAPTERS = ("recording", "webhook", "smtp", "failing")
 _RETRYABLE_HTTP = frozenset({408, 425, 429})
+SIGNATURE_HEADER = "X-Petition-Signature"
+WEBHOOK_KEY_FILE = Path("keys") / "webhook_hmac.key"  # under the data dir
+SIGNATURE_TOLERANCE_S = 300
 
 
 class Notice(BaseModel):
@@ -281,25 +289,144 @@ def _redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+# --- webhook signatures ---------------------------------------------------------------------------
+
+
+def webhook_key_path(data_dir: Path) -> Path:
+    return Path(data_dir) / WEBHOOK_KEY_FILE
+
+
+def load_or_create_webhook_secret(data_dir: Path) -> bytes:
+    """The webhook HMAC key of this data dir: `keys/webhook_hmac.key`, created on first use.
+
+    The file holds 32 random bytes as 64 hex characters (mode 0600, its folder 0700); the HMAC key is
+    that hex text itself (ASCII), so a receiver configures the same string it would put in
+    PETITION_WEBHOOK_SECRET. Creation is atomic (a private temporary file hard-linked into place), so
+    processes racing on first use all end up with the one key that won.
+    """
+    path = webhook_key_path(data_dir)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, secrets.token_hex(32).encode("ascii") + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    secret = path.read_bytes().strip()
+    if not secret:
+        raise ValueError(
+            f"{path} is empty; delete it to have a new webhook key made, or set PETITION_WEBHOOK_SECRET."
+        )
+    return secret
+
+
+def webhook_secret(settings: Settings) -> bytes:
+    """The HMAC key webhooks are signed with: PETITION_WEBHOOK_SECRET (UTF-8) if set, else the key file."""
+    if settings.webhook_secret:
+        return settings.webhook_secret.encode("utf-8")
+    return load_or_create_webhook_secret(settings.data_dir)
+
+
+def _signature(secret: bytes, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret, f"{timestamp}.".encode("ascii") + body, hashlib.sha256).hexdigest()
+
+
+def sign_webhook(secret: bytes, body: bytes, timestamp: int | None = None) -> str:
+    """The `X-Petition-Signature` value for `body`: `t=<unix seconds>,v1=<hex HMAC-SHA256>`."""
+    t = int(time.time()) if timestamp is None else int(timestamp)
+    return f"t={t},v1={_signature(secret, t, body)}"
+
+
+def verify_webhook_signature(
+    secret: bytes,
+    body: bytes,
+    header: str,
+    now: float | None = None,
+    tolerance_s: int = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """Does `header` (an `X-Petition-Signature` value) sign exactly `body` with `secret`, recently?
+
+    The header is `t=<unix seconds>,v1=<hex>[,v1=<hex>...]`: any one matching `v1` is enough (a
+    sender rotating keys may send one per key), compared in constant time. A timestamp more than
+    `tolerance_s` seconds from `now` (default: the clock) either way is refused, so a captured
+    request cannot be replayed later. Malformed headers are refused, never raised on.
+    """
+    if not isinstance(header, str) or not isinstance(body, bytes | bytearray) or not secret:
+        return False
+    timestamps: list[str] = []
+    candidates: list[str] = []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t":
+            timestamps.append(value.strip())
+        elif key == "v1":
+            candidates.append(value.strip().lower())
+    if len(timestamps) != 1 or not candidates or not timestamps[0].isascii() or not timestamps[0].isdigit():
+        return False
+    t = int(timestamps[0])
+    current = time.time() if now is None else now
+    if abs(current - t) > tolerance_s:
+        return False
+    expected = _signature(bytes(secret), t, bytes(body))
+    matched = False
+    for candidate in candidates:  # no early exit: the time taken does not tell which one matched
+        matched |= hmac.compare_digest(expected.encode("ascii"), candidate.encode("ascii", "replace"))
+    return matched
+
+
 class WebhookNotifier(_LoggedSender):
-    """POST the notice JSON (plus `delivered_at`) with an `Idempotency-Key` header."""
+    """POST the notice JSON (plus `delivered_at`) with `Idempotency-Key` and `X-Petition-Signature` headers.
+
+    `secret` is the HMAC key (PETITION_WEBHOOK_SECRET); without one, the data dir's key file is used
+    (created on first send).
+    """
 
     name = "webhook"
 
-    def __init__(self, url: str, data_dir: Path, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, url: str, data_dir: Path, timeout_s: float = 5.0, secret: bytes | str | None = None
+    ) -> None:
         super().__init__(data_dir)
         self.url = url
         self.timeout_s = timeout_s
+        self.data_dir = Path(data_dir)
+        self._secret: bytes | None = secret.encode("utf-8") if isinstance(secret, str) else secret
         self._where = _redact_url(url)
+
+    def secret(self) -> bytes:
+        if not self._secret:
+            self._secret = load_or_create_webhook_secret(self.data_dir)
+        return self._secret
 
     async def _transmit(self, notice: Notice, sent_at: datetime) -> str:
         payload = {**notice.model_dump(mode="json"), "delivered_at": sent_at.isoformat()}
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        try:
+            secret = await asyncio.to_thread(self.secret)
+        except (OSError, ValueError) as exc:
+            raise NotifyError(
+                f"Webhook signing key {webhook_key_path(self.data_dir)} cannot be read or created "
+                f"({type(exc).__name__}: {exc}); set PETITION_WEBHOOK_SECRET or fix the keys folder.",
+                retryable=False,
+            ) from exc
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "Idempotency-Key": notice.idempotency_key,
             "User-Agent": "petition-engine-notify/0.1",
+            # Signed at sending time (a retry is signed afresh), over the exact bytes sent below.
+            SIGNATURE_HEADER: sign_webhook(secret, body),
         }
-        body = json.dumps(payload, ensure_ascii=False).encode()
         try:
             async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as client:
                 response = await client.post(self.url, content=body, headers=headers)
@@ -448,7 +575,9 @@ def build_notifier(settings: Settings, channel: NotifyChannel | None = None) -> 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"PETITION_WEBHOOK_URL={_redact_url(url)!r} is not an http(s) URL with a host.")
-    return WebhookNotifier(url, settings.data_dir, timeout_s=settings.webhook_timeout_s)
+    return WebhookNotifier(
+        url, settings.data_dir, timeout_s=settings.webhook_timeout_s, secret=settings.webhook_secret or None
+    )
 
 
 def read_notifications(data_dir: Path) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from activities.ledger import Ledger, make_entry, verification_code
 from activities.notify import Notice, NotifyError, RecordingNotifier, build_notifier
 from engine.config import RULES_DIR, Settings
 from engine.logs import get_logger
+from rules.deadlines import CalendarSnapshot
 from rules.triage import Triage, TriageInput, TriageResult, load_triage
 from rules.vocabulary import Risk
 from workflows.models import (
@@ -73,6 +74,7 @@ class PetitionActivities:
         self.settings = settings
         self.engine = get_engine(settings.resolved_database_url())
         self.ledger = Ledger(self.engine, settings.resolved_ledger_key_file())
+        self.ledger._signing_key()  # the log's signing key exists from the worker's start (verify only reads)
         self.client = client
         self.notifier = build_notifier(settings)
         self.fallback = RecordingNotifier(settings.data_dir)
@@ -95,6 +97,7 @@ class PetitionActivities:
             self.enqueue_batch,
             self.send_digest,
             self.record_arbitration,
+            self.calendar_is_published,
         ]
 
     # ---------------------------------------------------------------------------------------
@@ -391,6 +394,13 @@ class PetitionActivities:
         return [str(n).replace("{unit}", unit) for n in names]
 
     # ---------------------------------------------------------------------------------------
+    @activity.defn(name="calendar_is_published")
+    async def calendar_is_published(self, snapshot: CalendarSnapshot) -> bool:
+        """Is this the holiday calendar the engine publishes? (a `reload_calendar` signal's check)"""
+        from engine.desk import is_published_calendar
+
+        return await asyncio.to_thread(is_published_calendar, self.settings, snapshot)
+
     @activity.defn(name="enqueue_batch")
     async def enqueue_batch(self, req: BatchEnqueue) -> None:
         """Add a low-risk case to its unit's next-morning digest (signal-with-start)."""
@@ -403,7 +413,7 @@ class PetitionActivities:
             id=digest_id,
             task_queue=req.task_queue,
             start_signal="add_case",
-            start_signal_args=[DigestItem(case_id=req.case_id, title=req.title)],
+            start_signal_args=[DigestItem(case_id=req.case_id, title=req.title, token=req.token)],
         )
 
     @activity.defn(name="send_digest")

@@ -275,28 +275,9 @@ async def start_bench(prefix: str, keep: Path | None = None, server_args: list[s
     data_dir.mkdir(parents=True, exist_ok=True)
     cfg = Settings(data_dir=data_dir, server_port=free_port(), ui_port=free_port(), **settings)
     quiet_logging(data_dir)
-    if not server_args:
-        env = await start_dev_server(cfg)
-    else:
-        from temporalio.contrib.pydantic import pydantic_data_converter
-        from temporalio.testing import WorkflowEnvironment
-
-        from engine.servers import find_binary
-        from workflows.models import SEARCH_ATTRIBUTES
-
+    if server_args:
         print(f"experiment: dev server with extra arguments {server_args}", flush=True)
-        env = await WorkflowEnvironment.start_local(  # the arguments of start_dev_server, plus server_args
-            namespace=cfg.namespace,
-            data_converter=pydantic_data_converter,
-            port=cfg.server_port,
-            ui=True,
-            ui_port=cfg.ui_port,
-            search_attributes=SEARCH_ATTRIBUTES,
-            dev_server_existing_path=find_binary("temporal"),
-            dev_server_database_filename=str(data_dir / "temporal.sqlite"),
-            dev_server_log_level="error",
-            dev_server_extra_args=server_args,
-        )
+    env = await start_dev_server(cfg, extra_args=server_args)
     return Bench(env=env, settings=cfg, server_pid=find_server_pid(cfg.server_port), data_dir=data_dir, keep=keep is not None)
 
 

@@ -135,6 +135,7 @@ class AlertLog:
 async def run(args: argparse.Namespace) -> int:
     bench = await start_bench("surge", keep=args.keep)
     from engine.desk import register
+    from engine.scenario import SCENARIO_DESK
     from worker import build_worker
 
     prof = Profiling(args.profile)
@@ -160,7 +161,7 @@ async def run(args: argparse.Namespace) -> int:
     async def start_case(i: int, tag: str, rules: Any) -> str:
         """Register, then wait until the worker has run the case's first task: its clocks count
         from then (the workflow's start_time is its first task's time, not the register call's)."""
-        reg = await register(bench.client, bench.settings, intake(i, Risk.medium, tag=tag), task_queue=QUEUE, rules=rules)
+        reg = await register(bench.client, bench.settings, intake(i, Risk.medium, tag=tag), task_queue=QUEUE, rules=rules, actor=SCENARIO_DESK)
         await bench.client.get_workflow_handle(reg.case_id).query("state")
         return reg.case_id
 

@@ -56,6 +56,7 @@ async def run(args: argparse.Namespace) -> int:
     bench = await start_bench("escalation", keep=args.keep)
     from activities.notify import read_notifications
     from engine.desk import new_case_id, register
+    from engine.scenario import SCENARIO_DESK
     from worker import build_worker
 
     rules = bench_rules()
@@ -73,7 +74,7 @@ async def run(args: argparse.Namespace) -> int:
         async with build_worker(bench.client, bench.settings, task_queue="bench-escalation", **extra):
             # Warm-up outside the measurement: the first case pays for imports and the server's first writes.
             for i in range(3):
-                await register(bench.client, bench.settings, intake(10**6 + i, Risk.high, tag="warm"), task_queue="bench-escalation", rules=rules)
+                await register(bench.client, bench.settings, intake(10**6 + i, Risk.high, tag="warm"), task_queue="bench-escalation", rules=rules, actor=SCENARIO_DESK)
             await asyncio.sleep(2)
 
             async def one(i: int, due: float) -> None:
@@ -85,7 +86,7 @@ async def run(args: argparse.Namespace) -> int:
                     high.add(cid)
                 t0 = time.perf_counter()
                 try:
-                    await register(bench.client, bench.settings, intake(i, risk), task_queue="bench-escalation", rules=rules, case_id=cid)
+                    await register(bench.client, bench.settings, intake(i, risk), task_queue="bench-escalation", rules=rules, case_id=cid, actor=SCENARIO_DESK)
                 except Exception as exc:  # report, keep the load going
                     failures.append(f"{cid}: {type(exc).__name__}: {exc}")
                 register_s.append(time.perf_counter() - t0)

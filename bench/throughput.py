@@ -137,17 +137,17 @@ class Runner:
         self.bare_ids: list[str] = []
 
     async def petition(self, i: int) -> float:
-        from engine.desk import act, register
+        from engine.desk import register
+        from engine.scenario import SCENARIO_DESK, act_scripted
 
         client, settings = self.bench.client, self.bench.settings
         t0 = time.perf_counter()
         self.n += 1  # a new petitioner and matter every time: never a repeat visit of an earlier case
         reg = await register(
             client, settings, intake(self.n, Risk.medium, tag=self.tag), task_queue=PETITION_QUEUE, rules=self.rules,
-            use_search_attributes=self.use_sa,
-        )
-        await act(client, settings, reg.case_id, "accept", ACCEPT)
-        await act(client, settings, reg.case_id, "mediation_result", MEDIATED)
+            use_search_attributes=self.use_sa, actor=SCENARIO_DESK)
+        await act_scripted(client, settings, reg.case_id, "accept", ACCEPT)
+        await act_scripted(client, settings, reg.case_id, "mediation_result", MEDIATED)
         result = await client.get_workflow_handle(reg.case_id).result()
         self.petition_ids.append(reg.case_id)
         if result.get("outcome") != "mediated":
@@ -172,18 +172,18 @@ BARE_QUEUE = "bench-bare"
 
 async def sample_petition(runner: Runner) -> tuple[dict[str, Any], dict[str, int]]:
     """One petition driven step by step on an idle system; its history gives the bare plan."""
-    from engine.desk import act, register
+    from engine.desk import register
+    from engine.scenario import SCENARIO_DESK, act_scripted
 
     client, settings = runner.bench.client, runner.bench.settings
     reg = await register(
         client, settings, intake(10**6, Risk.medium, tag=runner.tag), task_queue=PETITION_QUEUE, rules=runner.rules,
-        use_search_attributes=runner.use_sa,
-    )
+        use_search_attributes=runner.use_sa, actor=SCENARIO_DESK)
     handle = client.get_workflow_handle(reg.case_id)
     await wait_idle(handle)
-    await act(client, settings, reg.case_id, "accept", ACCEPT)
+    await act_scripted(client, settings, reg.case_id, "accept", ACCEPT)
     await wait_idle(handle)
-    await act(client, settings, reg.case_id, "mediation_result", MEDIATED)
+    await act_scripted(client, settings, reg.case_id, "mediation_result", MEDIATED)
     await handle.result()
     events = (await handle.fetch_history()).events
     return plan_from_history(events), history_shape(events)

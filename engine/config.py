@@ -9,6 +9,9 @@ from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.converter import DataConverter
+
+from engine.codec import KeyRing, data_converter_for
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RULES_DIR = PROJECT_DIR / "rules"
@@ -38,6 +41,20 @@ class Settings(BaseSettings):
     smtp_from: str = "petition-engine@localhost"
     # Which recipients the adapters reach; a role -> address map lives in rules/routing.toml.
     log_json: bool | None = None
+    # Privacy and access (docs/privacy.md).
+    payload_key_file: Path | None = Field(default=None, description="AES-256 key ring for Temporal payloads.")
+    payload_keys: str | None = Field(default=None, description="The key ring itself: 'id:base64,id:base64'.")
+    web_port: int = 8080
+    web_host: str = "127.0.0.1"
+    token_file: Path | None = Field(default=None, description="The CLI's sign-in token (from `users add`).")
+    webhook_secret: str | None = Field(default=None, description="HMAC key for webhook signatures.")
+    # A production Temporal cluster: TLS / mTLS and API keys.
+    temporal_tls: bool = False
+    temporal_tls_ca_file: Path | None = None
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: str | None = None
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -50,6 +67,18 @@ class Settings(BaseSettings):
 
     def resolved_ledger_key_file(self) -> Path:
         return self.ledger_key_file or self.data_dir / "keys" / "ledger_ed25519.pem"
+
+    def resolved_payload_key_file(self) -> Path:
+        return self.payload_key_file or self.data_dir / "keys" / "payload.keys"
+
+    def key_ring(self) -> KeyRing:
+        """The payload key ring: PETITION_PAYLOAD_KEYS if set, else the key file (created on first use)."""
+        if self.payload_keys:
+            return KeyRing.parse(self.payload_keys, "PETITION_PAYLOAD_KEYS")
+        return KeyRing.load(self.resolved_payload_key_file())
+
+    def data_converter(self) -> DataConverter:
+        return data_converter_for(self.key_ring())
 
     def matter_key_secret(self) -> bytes:
         """Secret for hashing a petitioner + matter into a key that carries no readable PII.
@@ -67,5 +96,7 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if settings.data_dir.stat().st_mode & 0o077 and settings.data_dir.owner() == Path.home().owner():
+        settings.data_dir.chmod(0o700)  # database, documents, keys: the engine's owner only
     return settings

@@ -20,13 +20,15 @@ from temporalio.service import RPCError
 
 from activities.db import CaseRow, RefusalRow, TimelineRow, get_engine
 from engine.config import Settings
-from rules.deadlines import SHANGHAI, HolidayCalendar
+from rules.access import may
+from rules.deadlines import SHANGHAI, CalendarSnapshot, HolidayCalendar
 from rules.ruleset import RuleSet, load_rules
 from rules.vocabulary import MAX_CONTENT_CHARS
 from workflows.models import (
     ACTION_INPUTS,
     PETITION_WORKFLOW,
     ActionResult,
+    Actor,
     CaseStart,
     Intake,
     describe_validation_error,
@@ -112,6 +114,19 @@ def load_calendar(settings: Settings, name: str = "official") -> HolidayCalendar
     return _calendar_at(str(path), path.stat().st_mtime_ns)
 
 
+def published_calendar_snapshot(settings: Settings, year: int | None = None) -> CalendarSnapshot:
+    """The calendar file as `calendar push` sends it: two years back, three ahead."""
+    this_year = year or datetime.now(UTC).astimezone(SHANGHAI).year
+    return load_calendar(settings).to_snapshot(range(this_year - 2, this_year + 3))
+
+
+def is_published_calendar(settings: Settings, snapshot: CalendarSnapshot) -> bool:
+    """True when `snapshot` is what `calendar push` sends from the calendar file (this year's or,
+    across new year's night, last year's range): the check that makes a forged push harmless."""
+    this_year = datetime.now(UTC).astimezone(SHANGHAI).year
+    return any(snapshot == published_calendar_snapshot(settings, y) for y in (this_year, this_year - 1))
+
+
 @lru_cache(maxsize=8)
 def _calendar_at(path: str, mtime_ns: int) -> HolidayCalendar:
     return HolidayCalendar.load(Path(path))
@@ -127,8 +142,14 @@ async def register(
     rules: RuleSet | None = None,
     use_search_attributes: bool = True,
     case_id: str | None = None,
+    actor: Actor,
 ) -> Registration:
-    """Register a petition: a repeat visit joins its open case, anything else starts a case."""
+    """Register a petition: a repeat visit joins its open case, anything else starts a case.
+
+    `actor` is the signed-in operator (engine/staff.py); other roles are refused.
+    """
+    if not may(actor.role, "register"):
+        raise Refused("", "register", f"The role '{actor.role.value}' may not register petitions; it belongs to: operator.")
     key = matter_key(settings, intake)
     engine = get_engine(settings.resolved_database_url())
     with Session(engine) as s:
@@ -138,7 +159,7 @@ async def register(
         ).first()
     if open_case is not None:
         try:
-            result = await act(client, settings, open_case.case_id, "repeat_visit", {})
+            result = await act(client, settings, open_case.case_id, "repeat_visit", {}, actor=actor)
             visits = next((e.data.get("visits") for e in result.events if e.kind == "visit"), None)
             return Registration(case_id=open_case.case_id, repeat_visit=True, visits=visits)
         except Refused:
@@ -155,15 +176,16 @@ async def register(
         matter_key=key,
         prior_final_case=final_case.case_id if final_case is not None else None,
         use_search_attributes=use_search_attributes,
+        registered_by=actor,
     )
     await client.start_workflow(PETITION_WORKFLOW, start, id=cid, task_queue=task_queue or settings.task_queue)
     return Registration(case_id=cid, repeat_visit=False, prior_final_case=start.prior_final_case)
 
 
-def _record_refusal(settings: Settings, case_id: str, action: str, error: str) -> None:
+def _record_refusal(settings: Settings, case_id: str, action: str, error: str, actor: Actor) -> None:
     engine = get_engine(settings.resolved_database_url())
     with Session(engine) as s:
-        s.add(RefusalRow(case_id=case_id, action=action, error=error))
+        s.add(RefusalRow(case_id=case_id, action=action, error=error, actor=actor.record()))
         s.commit()
 
 
@@ -174,16 +196,17 @@ def _case_outcome(settings: Settings, case_id: str) -> str | None:
         return row.outcome if row else None
 
 
-async def act(client: Client, settings: Settings, case_id: str, action: str, data: Any) -> ActionResult:
-    """Send one action to a case. Refusals raise `Refused` (and are recorded); bad data `InputError`."""
-    payload = parse_action(action, data)
+async def act(client: Client, settings: Settings, case_id: str, action: str, data: Any, *, actor: Actor) -> ActionResult:
+    """Send one action to a case as `actor` (the signed-in account: the case's validator checks its
+    role and unit). Refusals raise `Refused` (and are recorded); bad data `InputError`."""
+    payload = parse_action(action, data).model_copy(update={"by": actor})
     handle = client.get_workflow_handle(case_id)
     try:
         return await handle.execute_update(action, payload, result_type=ActionResult)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         message = getattr(cause, "message", None) or str(cause or err)
-        _record_refusal(settings, case_id, action, message)
+        _record_refusal(settings, case_id, action, message, actor)
         raise Refused(case_id, action, message) from err
     except RPCError as err:
         text = str(err)
@@ -192,7 +215,7 @@ async def act(client: Client, settings: Settings, case_id: str, action: str, dat
             if outcome is None and "not found" in text.lower():
                 raise InputError(f"There is no case '{case_id}'.") from err
             message = f"The case is closed ({outcome or 'closed'}); no further action is accepted on it."
-            _record_refusal(settings, case_id, action, message)
+            _record_refusal(settings, case_id, action, message, actor)
             raise Refused(case_id, action, message) from err
         raise
 
@@ -210,7 +233,16 @@ def history(settings: Settings, case_id: str) -> dict[str, Any]:
     out = [{"offset_s": e.offset_s, "kind": e.kind, **e.data, "at": _aware(e.at).isoformat()} for e in events]
     for r in refusals:
         at = _aware(r.at)
-        out.append({"offset_s": int((at - t0).total_seconds()), "kind": "rejected", "action": r.action, "error": r.error, "at": at.isoformat()})
+        out.append(
+            {
+                "offset_s": int((at - t0).total_seconds()),
+                "kind": "rejected",
+                "action": r.action,
+                "error": r.error,
+                "at": at.isoformat(),
+                **({"by": r.actor} if r.actor else {}),
+            }
+        )
     out.sort(key=lambda e: e["offset_s"])
     return {
         "case_id": case_id,

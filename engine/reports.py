@@ -5,11 +5,15 @@ ledger's signed heads and proofs, and the holiday calendar's status and push.
 from __future__ import annotations
 
 import base64
+import hashlib
+import sqlite3
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from activities.db import (
@@ -21,15 +25,88 @@ from activities.db import (
     get_engine,
 )
 from activities.documents import split_document
-from activities.ledger import Ledger, verification_code, verify_document
+from activities.ledger import Ledger, LedgerState, verification_code, verify_document
 from engine.config import Settings
 from engine.desk import InputError, load_calendar
 from rules.deadlines import SHANGHAI
 from rules.ruleset import load_rules
 
 
-def _ledger(settings: Settings) -> Ledger:
-    return Ledger(get_engine(settings.resolved_database_url()), settings.resolved_ledger_key_file())
+def _sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None for another database, or an in-memory one)."""
+    parsed = sa.engine.make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database.removeprefix("file:"))
+
+
+def _read_only_sqlite(path: Path) -> sa.Engine:
+    """An engine on an existing SQLite file that can neither create nor change anything.
+
+    A read-only connection to a WAL database still makes its `-wal`/`-shm` files when they are
+    missing (and, read-only, never removes them). They are missing only when no connection is open
+    and everything was checkpointed into the file; the file then holds all there is, so it is read
+    as immutable, which touches nothing else.
+    """
+    wal = path.with_name(path.name + "-wal")
+    uri = f"file:{quote(str(path.resolve()))}?" + ("mode=ro" if wal.exists() else "mode=ro&immutable=1")
+    return sa.create_engine(
+        "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True), poolclass=sa.pool.NullPool
+    )
+
+
+def _existing_ledger(settings: Settings) -> Ledger:
+    """The ledger of an engine data folder that already exists; never creates anything.
+
+    `get_engine` and `Ledger` create what they miss (the SQLite file and its folders, the tables,
+    the signing key): right for the worker, wrong for `verify` and `ledger` pointed at the wrong
+    folder, which would leave an empty database behind and answer about it. So first check, without
+    writing, that the folder, its database and the ledger's tables are there.
+    """
+    data_dir = settings.data_dir
+    url = settings.resolved_database_url()
+    db_file = _sqlite_path(url)
+    if db_file is not None:
+        if not data_dir.is_dir():
+            what = "is not a folder" if data_dir.exists() else "does not exist"
+            raise InputError(
+                f"{data_dir} {what}, so it holds no engine data; nothing was created. "
+                "Pass --data DIR, the data folder of the engine (or the folder kept by `scenario --keep`)."
+            )
+        if not db_file.is_file():
+            raise InputError(
+                f"{data_dir} holds no engine data (no database at {db_file}); nothing was created. "
+                "Pass --data DIR, the data folder of the engine (or the folder kept by `scenario --keep`)."
+            )
+        probe = _read_only_sqlite(db_file)  # even the check cannot create or change the file
+    else:
+        probe = sa.create_engine(url)
+    where = str(db_file) if db_file is not None else "the database at PETITION_DATABASE_URL"
+    try:
+        has_log = sa.inspect(probe).has_table(LedgerState.__tablename__)
+    except sa.exc.DBAPIError as exc:
+        raise InputError(
+            f"{where} cannot be read as the engine's database ({type(exc.orig).__name__}); "
+            "nothing was created."
+        ) from None
+    finally:
+        probe.dispose()
+    if not has_log:
+        raise InputError(
+            f"{where} holds no document log (no document was ever recorded there); nothing was created."
+        )
+    return Ledger(get_engine(url), settings.resolved_ledger_key_file())
+
+
+def _require_signing_key(settings: Settings) -> None:
+    """Signing a head needs the log's key; a read must not make a new one (it would sign nothing true)."""
+    key = settings.resolved_ledger_key_file()
+    if not key.is_file():
+        raise InputError(
+            f"the document log's signing key {key} is missing, so no head can be signed; "
+            "nothing was created. Restore the keys folder of this data folder "
+            "(or set PETITION_LEDGER_KEY_FILE)."
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,22 +186,34 @@ def assessment(settings: Settings, year: int) -> dict[str, Any]:
 
 
 def verify_file(settings: Settings, path: Path) -> tuple[bool, str, dict[str, Any] | None]:
-    """Is this document file genuine? (ok, a sentence, the proof that was checked)."""
+    """Is this document file genuine? (ok, a sentence, the proof that was checked).
+
+    Reads only: a data folder without the engine's database is refused with an InputError, and
+    nothing is created (no database file, no folder, no key).
+    """
+    path = Path(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such file.") from exc
-    if not (settings.data_dir.exists() and any(settings.data_dir.iterdir())):
-        raise InputError(f"{settings.data_dir}: no engine data here; pass --data DIR (the folder kept by --keep).")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file.") from None
+    except IsADirectoryError:
+        raise InputError(
+            f"{path} is a folder; name one document file in it (a .txt under documents/)."
+        ) from None
+    except PermissionError:
+        raise InputError(f"{path}: not allowed to read this file.") from None
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({exc.strerror or type(exc).__name__}).") from None
+    ledger = _existing_ledger(settings)
     body, code = split_document(data)
-    ledger = _ledger(settings)
+    sha = hashlib.sha256(body).hexdigest()
+    if not settings.resolved_ledger_key_file().is_file() and ledger.find_by_document(sha):
+        _require_signing_key(settings)  # a recorded document's proof needs a signed head
     result = verify_document(body, ledger)
     if not result.genuine:
         return False, result.message, None
     if code is not None and result.index is not None:
-        import hashlib
-
-        expected = verification_code(result.index, hashlib.sha256(body).hexdigest())
+        expected = verification_code(result.index, sha)
         if code != expected:
             return False, f"not genuine: the verification code printed on it ({code}) is not this document's ({expected}).", None
     detail = {
@@ -139,11 +228,16 @@ def verify_file(settings: Settings, path: Path) -> tuple[bool, str, dict[str, An
 
 
 def ledger_head(settings: Settings) -> dict[str, Any]:
-    return _ledger(settings).signed_head().model_dump(mode="json")
+    """The log's signed tree head now (refused, creating nothing, where there is no engine data)."""
+    ledger = _existing_ledger(settings)
+    _require_signing_key(settings)
+    return ledger.signed_head().model_dump(mode="json")
 
 
 def ledger_consistency(settings: Settings, old: int, new: int) -> dict[str, Any]:
-    ledger = _ledger(settings)
+    """A consistency proof between two sizes of the log (refused, creating nothing, without engine data)."""
+    ledger = _existing_ledger(settings)
+    _require_signing_key(settings)
     size = ledger.size()
     if not (0 < old <= new <= size):
         raise InputError(f"sizes must satisfy 0 < OLD <= NEW <= {size} (the log's size).")
@@ -183,11 +277,10 @@ def calendar_status(settings: Settings) -> dict[str, Any]:
 
 async def calendar_push(settings: Settings) -> dict[str, Any]:
     """Send the calendar file to every open case, so provisional deadlines are recomputed."""
+    from engine.desk import published_calendar_snapshot
     from engine.servers import connect
 
-    cal = load_calendar(settings)
-    this_year = datetime.now(UTC).astimezone(SHANGHAI).year
-    snapshot = cal.to_snapshot(range(this_year - 2, this_year + 3))
+    snapshot = published_calendar_snapshot(settings)
     client = await connect(settings)
     with Session(get_engine(settings.resolved_database_url())) as s:
         open_ids = [c.case_id for c in s.exec(select(CaseRow).where(CaseRow.status == "open"))]

@@ -4,6 +4,7 @@ through the real worker, workflows and activities on the time-skipping test serv
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -20,7 +21,9 @@ from activities.db import dispose_engines
 from engine.config import Settings
 from engine.desk import InputError, Refused, act, history, parse_action, parse_intake, register
 from engine.servers import start_test_server
-from workflows.models import Intake, describe_validation_error
+from rules.access import REVIEWING_BODY_ACTIONS, roles_for
+from rules.vocabulary import StaffRole, Stage
+from workflows.models import Actor, CaseState, Intake, describe_validation_error
 
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
@@ -86,6 +89,32 @@ def load_scenario(path: Path) -> tuple[Scenario, Intake]:
     return scenario, intake
 
 
+# What makes a folder an engine data folder (engine/config.py, activities/notify.py, activities/ledger.py).
+_DATA_FOLDER_MARKS = ("petitions.db", "petitions.db-wal", "documents", "keys", "notifications.jsonl")
+
+
+def refuse_used_keep_dir(keep: Path) -> None:
+    """`--keep DIR` must name a new or empty-of-engine-data folder: a scenario's case, documents and
+    ledger entries must not be mixed into another engine's data (nor its keys reused).
+
+    Raises InputError naming DIR and what is there; nothing is created or changed.
+    """
+    if keep.exists() and not keep.is_dir():
+        raise InputError(f"--keep {keep}: is a file, not a folder; nothing was changed.")
+    if not keep.is_dir():
+        return
+    found = sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in keep.iterdir()
+        if p.name in _DATA_FOLDER_MARKS or p.name.startswith("ledger")
+    )
+    if found:
+        raise InputError(
+            f"--keep {keep}: already holds a data folder ({', '.join(found)}); nothing was changed. "
+            "Name a new or empty folder."
+        )
+
+
 async def run_scenario(
     scenario: Scenario, intake: Intake, keep: Path | None = None, *, notify_adapter: str = "recording"
 ) -> dict[str, Any]:
@@ -93,16 +122,20 @@ async def run_scenario(
 
     `notify_adapter` lets a fault drill run the same scenario with an unreachable channel.
     """
+    if keep is not None:
+        refuse_used_keep_dir(Path(keep))  # before anything starts or is written
     from worker import build_worker  # the real worker, as an operator runs it
 
     data_dir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="petition-scenario-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(data_dir=data_dir, notify_adapter=notify_adapter)
     task_queue = f"scenario-{uuid.uuid4().hex[:8]}"
-    env = await start_test_server()
+    env = await start_test_server(settings)
     try:
         async with build_worker(env.client, settings, task_queue=task_queue):
-            reg = await register(env.client, settings, intake, task_queue=task_queue, calendar=scenario.calendar)
+            reg = await register(
+                env.client, settings, intake, task_queue=task_queue, calendar=scenario.calendar, actor=SCENARIO_DESK
+            )
             handle = env.client.get_workflow_handle(reg.case_id)
             t0 = await _start_time(handle)
             rejected: list[dict[str, Any]] = []
@@ -110,7 +143,8 @@ async def run_scenario(
                 offset = parse_duration(step.after)
                 await _advance_to(env, t0 + offset)
                 try:
-                    await act(env.client, settings, reg.case_id, step.action, step.data)
+                    actor = await scenario_actor(handle, step.action)
+                    await act(env.client, settings, reg.case_id, step.action, step.data, actor=actor)
                 except Refused as ref:
                     rejected.append(
                         {"offset_s": int(offset.total_seconds()), "kind": "rejected", "action": step.action, "error": ref.error}
@@ -142,6 +176,39 @@ async def run_scenario(
         dispose_engines()
         if keep is None:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+SCENARIO_DESK = Actor(name="scenario", role=StaffRole.operator)
+REVIEWING_BODY = "上一级复查机关"
+
+
+def acting_as(action: str, unit: str | None = None, name: str = "scenario") -> Actor:
+    """The staff member a scripted step acts as: the role the action belongs to
+    (rules/access.py); for a unit action, staff of `unit` (the case's), or of the reviewing body."""
+    roles = roles_for(action)
+    role = roles[0] if roles else StaffRole.operator
+    if role != StaffRole.unit:
+        return Actor(name=name, role=role)
+    return Actor(name=name, role=role, unit=REVIEWING_BODY if action in REVIEWING_BODY_ACTIONS else unit)
+
+
+async def scenario_actor(handle: Any, action: str) -> Actor:
+    """A scenario's steps name no one: each is taken by `acting_as`, once the case is routed."""
+    if StaffRole.unit not in roles_for(action) or action in REVIEWING_BODY_ACTIONS:
+        return acting_as(action)
+    state = await handle.query("state", result_type=CaseState)
+    for _ in range(100):  # a unit acts once the case is routed to it (triage, moments after intake)
+        if state.stage != Stage.registered or state.status == "closed":
+            break
+        await asyncio.sleep(0.05)
+        state = await handle.query("state", result_type=CaseState)
+    return acting_as(action, state.unit)
+
+
+async def act_scripted(client: Any, settings: Settings, case_id: str, action: str, data: Any) -> Any:
+    """`engine.desk.act` as a scripted step: the actor is the one `scenario_actor` picks."""
+    actor = await scenario_actor(client.get_workflow_handle(case_id), action)
+    return await act(client, settings, case_id, action, data, actor=actor)
 
 
 async def _start_time(handle: Any) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
 from engine.config import Settings
@@ -80,12 +80,26 @@ async def ensure_search_attributes(client: Client, namespace: str = "default") -
         )
 
 
-async def start_dev_server(settings: Settings) -> WorkflowEnvironment:
+UI_PUBLIC_PATH = "/temporal"
+
+
+def dev_server_ui_args(settings: Settings) -> list[str]:
+    """The embedded Web UI: on this machine only, under /temporal so that the web app can serve
+    it behind sign-in, decoding payloads through the web app's codec endpoint (docs/privacy.md)."""
+    return [
+        "--ip", "127.0.0.1",
+        "--ui-public-path", UI_PUBLIC_PATH,
+        "--ui-codec-endpoint", f"http://{settings.web_host}:{settings.web_port}/codec",
+        "--ui-disable-news-fetch",
+    ]  # fmt: skip
+
+
+async def start_dev_server(settings: Settings, extra_args: list[str] | None = None) -> WorkflowEnvironment:
     """The embedded default: `temporal server start-dev` with its SQLite file and the Web UI."""
     db_file = settings.data_dir / "temporal.sqlite"
     env = await WorkflowEnvironment.start_local(
         namespace=settings.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=settings.data_converter(),
         port=settings.server_port,
         ui=True,
         ui_port=settings.ui_port,
@@ -93,20 +107,39 @@ async def start_dev_server(settings: Settings) -> WorkflowEnvironment:
         dev_server_existing_path=find_binary("temporal"),
         dev_server_database_filename=str(db_file),
         dev_server_log_level="error",
+        dev_server_extra_args=dev_server_ui_args(settings) + (extra_args or []),
     )
     return env
 
 
-async def start_test_server() -> WorkflowEnvironment:
+async def start_test_server(settings: Settings) -> WorkflowEnvironment:
+    """The time-skipping server, with a client that encrypts with `settings`' key ring."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=settings.data_converter(),
         test_server_existing_path=find_binary("temporal-test-server"),
     )
     await ensure_search_attributes(env.client)
     return env
 
 
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS for a production cluster: server CA, and a client certificate for mTLS."""
+    files = (settings.temporal_tls_ca_file, settings.temporal_tls_cert_file, settings.temporal_tls_key_file)
+    if not settings.temporal_tls and not any(files):
+        return False
+    ca, cert, key = (f.read_bytes() if f else None for f in files)
+    return TLSConfig(
+        server_root_ca_cert=ca, client_cert=cert, client_private_key=key, domain=settings.temporal_tls_server_name
+    )
+
+
 async def connect(settings: Settings) -> Client:
     """A client for an operator tool: TEMPORAL_ADDRESS, or the embedded dev server's port."""
     address = settings.temporal_address or f"127.0.0.1:{settings.server_port}"
-    return await Client.connect(address, namespace=settings.namespace, data_converter=pydantic_data_converter)
+    return await Client.connect(
+        address,
+        namespace=settings.namespace,
+        data_converter=settings.data_converter(),
+        tls=tls_config(settings),
+        api_key=settings.temporal_api_key,
+    )

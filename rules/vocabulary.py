@@ -169,3 +169,13 @@ class NotifyChannel(StrEnum):
     batch = "batch"
     email = "email"
     webhook = "webhook"
+
+
+class StaffRole(StrEnum):
+    """Who signs in (rules/access.py says what each may do)."""
+
+    operator = "operator"  # 登记窗口: intake, registration, repeat visits, the petitioner's requests
+    unit = "unit"  # 责任单位: its own unit's cases (acceptance, mediation, extension, opinion, progress)
+    supervision = "supervision"  # 市信联办督查室: views every case, flags and resolves major risks
+    hr = "hr"  # 组织人事: scores and the annual assessment
+    admin = "admin"  # 系统管理员: accounts, the holiday calendar push, rules

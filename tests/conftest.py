@@ -26,8 +26,17 @@ class Harness:
 
 
 @pytest.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await start_test_server()
+def payload_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One payload key ring for the session: the session's client encrypts with it, and every
+    test's settings name it (as one engine's worker and operator tools share one ring)."""
+    return tmp_path_factory.mktemp("keys") / "payload.keys"
+
+
+@pytest.fixture(scope="session")
+async def env(payload_key_file: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+    environment = await start_test_server(
+        Settings(data_dir=tmp_path_factory.mktemp("server"), payload_key_file=payload_key_file)
+    )
     try:
         yield environment
     finally:
@@ -35,8 +44,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, notify_adapter="recording")
+def settings(tmp_path: Path, payload_key_file: Path) -> Settings:
+    return Settings(data_dir=tmp_path, notify_adapter="recording", payload_key_file=payload_key_file)
 
 
 @pytest.fixture

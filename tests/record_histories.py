@@ -28,9 +28,9 @@ async def main() -> int:
     from temporalio.client import WorkflowExecutionStatus
 
     from engine.config import Settings
-    from engine.desk import act, register
     from engine.desk import history as case_history
-    from engine.scenario import load_scenario, parse_duration
+    from engine.desk import register
+    from engine.scenario import SCENARIO_DESK, act_scripted, load_scenario, parse_duration
     from engine.servers import start_test_server
     from worker import build_worker
 
@@ -44,7 +44,7 @@ async def main() -> int:
                 task_queue = f"record-{uuid.uuid4().hex[:6]}"
                 async with build_worker(env.client, settings, task_queue=task_queue):
                     scenario, intake = load_scenario(ROOT / "tests" / "scenarios" / f"{name}.json")
-                    reg = await register(env.client, settings, intake, task_queue=task_queue, calendar=scenario.calendar)
+                    reg = await register(env.client, settings, intake, task_queue=task_queue, calendar=scenario.calendar, actor=SCENARIO_DESK)
                     handle = env.client.get_workflow_handle(reg.case_id)
                     start = (await handle.describe()).start_time
                     for step in scenario.steps:
@@ -53,7 +53,7 @@ async def main() -> int:
                         if target > now:
                             await env.sleep(target - now)
                         try:
-                            await act(env.client, settings, reg.case_id, step.action, step.data)
+                            await act_scripted(env.client, settings, reg.case_id, step.action, step.data)
                         except Exception as exc:  # refusals are part of some lives
                             print(f"{name}: {step.action} refused: {exc}", file=sys.stderr)
                     target = start + parse_duration(scenario.until)

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine.desk import act, load_calendar, parse_intake, register
+from engine.desk import load_calendar, parse_intake, published_calendar_snapshot, register
+from engine.scenario import SCENARIO_DESK, act_scripted
 from rules.deadlines import SHANGHAI, CalendarSnapshot, HolidayCalendar
 from rules.vocabulary import DeadlineName
 from tests.conftest import Harness
@@ -65,13 +66,13 @@ async def test_publishing_next_years_schedule_recomputes_provisional_deadlines(h
     (tmp_path / "old.toml").write_text('[years.2015]\nofficial = true\nrest_days = ["2015-01-01"]\nworking_days = []\n')
     h.settings.calendar_file = tmp_path / "old.toml"
     official = load_calendar(h.settings)
-    reg = await register(h.env.client, h.settings, parse_intake(petition(disputed_amount=90000)), task_queue=h.task_queue)
+    reg = await register(h.env.client, h.settings, parse_intake(petition(disputed_amount=90000)), task_queue=h.task_queue, actor=SCENARIO_DESK)
     handle = h.env.client.get_workflow_handle(reg.case_id)
     for _ in range(100):
         if (await handle.query("state"))["stage"] != "registered":
             break
         await h.env.sleep(timedelta(seconds=1))
-    await act(h.env.client, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"})
+    await act_scripted(h.env.client, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"})
     state = await handle.query("state")
     handling = next(d for d in state["deadlines"] if d["name"] == "handling")
     due = datetime.fromisoformat(handling["due"])
@@ -86,7 +87,13 @@ async def test_publishing_next_years_schedule_recomputes_provisional_deadlines(h
         official_years=frozenset(official.official_years | {year - 1, year}),
         name=official.name,
     )
-    snapshot: CalendarSnapshot = published.to_snapshot(range(year - 2, year + 1))
+    # The operator adds it to the calendar file, then pushes (what `starter.py calendar push` sends).
+    lines = []
+    for y in sorted(published.official_years):
+        rests = sorted(d.isoformat() for d in published.rest_days if d.year == y)
+        lines.append(f"[years.{y}]\nofficial = true\nrest_days = {rests!r}\nworking_days = []\n".replace("'", '"'))
+    h.settings.calendar_file.write_text("\n".join(lines))
+    snapshot: CalendarSnapshot = published_calendar_snapshot(h.settings)
     await handle.signal("reload_calendar", snapshot)
     await h.env.sleep(timedelta(seconds=1))
     state = await handle.query("state")

@@ -10,8 +10,9 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
-from engine.desk import act, history, parse_intake, register
+from engine.desk import history, parse_intake, register
 from engine.reports import assessment, score_events
+from engine.scenario import SCENARIO_DESK, act_scripted
 from tests.conftest import Harness
 from tests.scenario_helpers import petition
 
@@ -28,21 +29,21 @@ async def _settle(h: Harness, handle: WorkflowHandle[Any, Any]) -> None:
 async def test_repeat_visit_joins_the_open_case_and_the_fifth_makes_a_nail_case(harness: Harness) -> None:
     h = harness
     intake = parse_intake(petition())
-    first = await register(h.env.client, h.settings, intake, task_queue=h.task_queue, calendar="weekends_only")
+    first = await register(h.env.client, h.settings, intake, task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
     assert not first.repeat_visit
     await _settle(h, h.env.client.get_workflow_handle(first.case_id))
     # the same petitioner and matter, written a little differently
     again = parse_intake(petition(title="装修公司 拖欠工资！", channel="online"))
     visits = []
     for _ in range(4):
-        reg = await register(h.env.client, h.settings, again, task_queue=h.task_queue, calendar="weekends_only")
+        reg = await register(h.env.client, h.settings, again, task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
         assert reg.repeat_visit and reg.case_id == first.case_id
         visits.append(reg.visits)
     assert visits == [2, 3, 4, 5]
     hist = history(h.settings, first.case_id)
     assert hist["visits"] == 5 and hist["nail_case"] is True
     # another matter of the same petitioner is a case of its own
-    other = await register(h.env.client, h.settings, parse_intake(petition(title="社保断缴")), task_queue=h.task_queue)
+    other = await register(h.env.client, h.settings, parse_intake(petition(title="社保断缴")), task_queue=h.task_queue, actor=SCENARIO_DESK)
     assert not other.repeat_visit and other.case_id != first.case_id
 
 
@@ -50,7 +51,7 @@ async def test_matter_finalised_by_re_review_is_not_accepted_again(harness: Harn
     h = harness
     c = h.env.client
     intake = parse_intake(petition(disputed_amount=90000))
-    reg = await register(c, h.settings, intake, task_queue=h.task_queue, calendar="weekends_only")
+    reg = await register(c, h.settings, intake, task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
     await _settle(h, c.get_workflow_handle(reg.case_id))
     for action, data in [
         ("accept", {"unit": "青山区人社局"}),
@@ -60,10 +61,10 @@ async def test_matter_finalised_by_re_review_is_not_accepted_again(harness: Harn
         ("request_re_review", {}),
         ("re_review_decision", {"text": "终结"}),
     ]:
-        await act(c, h.settings, reg.case_id, action, data)
+        await act_scripted(c, h.settings, reg.case_id, action, data)
     assert history(h.settings, reg.case_id)["outcome"] == "final_after_re_review"
 
-    again = await register(c, h.settings, intake, task_queue=h.task_queue, calendar="weekends_only")
+    again = await register(c, h.settings, intake, task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
     assert again.case_id != reg.case_id and again.prior_final_case == reg.case_id
     await c.get_workflow_handle(again.case_id).result()
     hist = history(h.settings, again.case_id)
@@ -77,14 +78,14 @@ async def test_score_stream_is_exactly_once_with_a_cursor(harness: Harness) -> N
     c = h.env.client
     case_ids = []
     for n in range(3):
-        reg = await register(c, h.settings, parse_intake(petition(title=f"拖欠工资{n}")), task_queue=h.task_queue, calendar="weekends_only")
+        reg = await register(c, h.settings, parse_intake(petition(title=f"拖欠工资{n}")), task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
         await _settle(h, c.get_workflow_handle(reg.case_id))
-        await act(c, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"})
+        await act_scripted(c, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"})
         case_ids.append(reg.case_id)
-    await act(c, h.settings, case_ids[0], "mediation_result", {"success": True, "fulfilled": True})
+    await act_scripted(c, h.settings, case_ids[0], "mediation_result", {"success": True, "fulfilled": True})
     first, cursor = score_events(h.settings, 0)
     assert [(e["rule"], e["points"]) for e in first] == [("mediation_success", 2)]
-    await act(c, h.settings, case_ids[1], "mediation_result", {"success": True, "fulfilled": True})
+    await act_scripted(c, h.settings, case_ids[1], "mediation_result", {"success": True, "fulfilled": True})
     second, cursor2 = score_events(h.settings, cursor)
     assert [e["case_id"] for e in second] == [case_ids[1]]
     assert score_events(h.settings, cursor2) == ([], cursor2)
@@ -98,7 +99,7 @@ async def test_score_stream_is_exactly_once_with_a_cursor(harness: Harness) -> N
 async def test_no_personal_data_in_ids_search_attributes_or_logs(harness: Harness, capsys: Any) -> None:
     h = harness
     intake = parse_intake(petition())
-    reg = await register(h.env.client, h.settings, intake, task_queue=h.task_queue)
+    reg = await register(h.env.client, h.settings, intake, task_queue=h.task_queue, actor=SCENARIO_DESK)
     handle = h.env.client.get_workflow_handle(reg.case_id)
     await _settle(h, handle)
     desc = await handle.describe()

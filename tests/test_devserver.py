@@ -58,6 +58,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
         "PETITION_TASK_QUEUE": "petitions-e2e",
         "PETITION_LOG_JSON": "true",
+        "PETITION_WEB_PORT": str(_free_port()),
     }
     server = subprocess.Popen(
         [
@@ -78,6 +79,11 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
     try:
         _wait_port(port)
+        # The staff who act in these tests: the first admin, then the accounts it creates.
+        for who in (["admin", "--role", "admin"], ["clerk", "--role", "operator"], ["donghu", "--role", "unit", "--unit", "东湖镇政府"],
+                    ["sup", "--role", "supervision"], ["hr", "--role", "hr"]):  # fmt: skip
+            made = _starter(env, "--as", "admin", "users", "add", *who)
+            assert made.returncode == 0, made.stderr
         yield {"env": env, "start_worker": start_worker, "port": port, "tmp": tmp_path}
     finally:
         for p in procs:
@@ -98,7 +104,7 @@ def _starter(env: dict[str, str], *args: str, stdin: str | None = None) -> subpr
 
 
 def _history(env: dict[str, str], case_id: str) -> dict[str, Any]:
-    proc = _starter(env, "history", case_id)
+    proc = _starter(env, "--as", "sup", "history", case_id)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
@@ -123,7 +129,7 @@ def _docs(hist: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 def test_worker_killed_mid_ladder_loses_and_repeats_nothing(stack: dict[str, Any]) -> None:
     env = stack["env"]
     worker = stack["start_worker"]()
-    reg = _starter(env, "register", str(ROOT / "samples" / "02-pollution-high-risk.json"))
+    reg = _starter(env, "--as", "clerk", "register", str(ROOT / "samples" / "02-pollution-high-risk.json"))
     assert reg.returncode == 0, reg.stderr
     case_id = reg.stdout.strip()
 
@@ -137,9 +143,9 @@ def test_worker_killed_mid_ladder_loses_and_repeats_nothing(stack: dict[str, Any
     time.sleep(3)
     stack["start_worker"]()
 
-    act = _starter(env, "act", case_id, "accept", "--data", json.dumps({"unit": "东湖镇政府"}, ensure_ascii=False))
+    act = _starter(env, "--as", "donghu", "act", case_id, "accept", "--data", json.dumps({"unit": "东湖镇政府"}, ensure_ascii=False))
     assert act.returncode == 0, act.stderr
-    refused = _starter(env, "act", case_id, "accept", "--data", json.dumps({"unit": "东湖镇政府"}, ensure_ascii=False))
+    refused = _starter(env, "--as", "donghu", "act", case_id, "accept", "--data", json.dumps({"unit": "东湖镇政府"}, ensure_ascii=False))
     assert refused.returncode == 1 and "already decided" in refused.stderr
 
     hist = _wait_for(env, case_id, lambda h: _docs(h, "accountability_letter"), timeout=200)
@@ -149,7 +155,7 @@ def test_worker_killed_mid_ladder_loses_and_repeats_nothing(stack: dict[str, Any
     assert sorted(indexes) == list(range(len(indexes)))  # the log: no gap, no duplicate
     assert [e["kind"] for e in hist["events"]].count("rejected") == 1
 
-    scores = _starter(env, "scores", "--since", "0")
+    scores = _starter(env, "--as", "hr", "scores", "--since", "0")
     lines = [json.loads(line) for line in scores.stdout.splitlines()]
     events, cursor = lines[:-1], lines[-1]["next_cursor"]
     assert [(e["rule"], e["points"]) for e in events] == [
@@ -157,7 +163,7 @@ def test_worker_killed_mid_ladder_loses_and_repeats_nothing(stack: dict[str, Any
         ("accountability_official", 0),
         ("accountability_official", 0),
     ]
-    assert json.loads(_starter(env, "scores", "--since", str(cursor)).stdout.splitlines()[-1]) == {"next_cursor": cursor}
+    assert json.loads(_starter(env, "--as", "hr", "scores", "--since", str(cursor)).stdout.splitlines()[-1]) == {"next_cursor": cursor}
 
     listed = subprocess.run(
         [
@@ -167,3 +173,70 @@ def test_worker_killed_mid_ladder_loses_and_repeats_nothing(stack: dict[str, Any
         capture_output=True, text=True, timeout=30,
     )
     assert case_id in listed.stdout, listed.stderr
+
+
+# A petitioner who appears nowhere else in the project, so any sighting of these values is a leak.
+_NAME, _ID, _PHONE = "欧阳青禾", "110101199001011237", "13912345678"
+
+
+def _leaks(data: bytes) -> list[str]:
+    """The personal values found in `data`: as UTF-8, as JSON's \\u escapes, as base64 of JSON."""
+    import base64
+
+    found = []
+    for value in (_NAME, _ID, _PHONE):
+        forms = {value.encode(), json.dumps(value).encode()[1:-1]}
+        forms |= {base64.b64encode(json.dumps(value, ensure_ascii=False).encode())[4:-4]}
+        if any(f in data for f in forms):
+            found.append(value)
+    return found
+
+
+def test_no_personal_data_in_temporal_its_database_or_the_logs(stack: dict[str, Any], tmp_path: Path) -> None:
+    import sqlite3
+
+    env, tmp = stack["env"], stack["tmp"]
+    stack["start_worker"]()
+    db = tmp / "data" / "petitions.db"
+    deadline = time.monotonic() + 30
+    while not db.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # A fault drill: for a moment the engine's database refuses petitioner rows, so `register_case`
+    # fails with a database error about the very row that holds the name, number and phone.
+    con = sqlite3.connect(db)
+    con.execute("CREATE TRIGGER drill BEFORE INSERT ON petitioners BEGIN SELECT petition_drill_refuses(NEW.name); END")
+    con.commit()
+    intake = json.loads((ROOT / "samples" / "01-wage-arrears.json").read_text(encoding="utf-8"))
+    intake["petitioners"] = [{"name": _NAME, "id_number": _ID, "phone": _PHONE}]
+    (tmp_path / "intake.json").write_text(json.dumps(intake, ensure_ascii=False), encoding="utf-8")
+    reg = _starter(env, "--as", "clerk", "register", str(tmp_path / "intake.json"))
+    assert reg.returncode == 0, reg.stderr
+    case_id = reg.stdout.strip()
+    logs = lambda: b"".join(p.read_bytes() for p in sorted(tmp.glob("worker-*.log")))  # noqa: E731
+    deadline = time.monotonic() + 30
+    while b"petition_drill_refuses" not in logs() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert b"petition_drill_refuses" in logs(), "the drill's failure was not logged"
+    con.execute("DROP TRIGGER drill")
+    con.commit()
+    con.close()
+    hist = _wait_for(env, case_id, lambda h: any(e.get("stage") == "triaged" for e in h["events"]), timeout=90)
+    assert hist["unit"]  # registered and triaged after the drill: nothing lost
+
+    # The raw history, as anyone with the Temporal port sees it (no codec): ciphertext only.
+    raw = subprocess.run(
+        [find_binary("temporal"), "workflow", "show", "-w", case_id, "--address", env["TEMPORAL_ADDRESS"], "--output", "json"],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert raw.returncode == 0 and case_id.encode() in raw.stdout, raw.stderr
+    assert b"binary/encrypted" in raw.stdout or b"YmluYXJ5L2VuY3J5cHRlZA" in raw.stdout
+    assert _leaks(raw.stdout) == [], "personal data in the raw history"
+    # The server's own database (history, mutable state, the activity's last failure).
+    server_files = [p for p in tmp.glob("temporal.sqlite*") if p.is_file()]
+    assert server_files
+    for path in server_files:
+        assert _leaks(path.read_bytes()) == [], f"personal data in {path.name}"
+    # The worker's logs, including the failing activity's error.
+    assert _leaks(logs()) == [], "personal data in the worker's log"
+    # The engine's own database keeps them (it must), readable by its owner only.
+    assert oct(db.stat().st_mode & 0o777) == "0o600" and oct(db.parent.stat().st_mode & 0o777) == "0o700"

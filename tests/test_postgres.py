@@ -14,8 +14,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.db import dispose_engines
 from engine.config import Settings
-from engine.desk import act, history, parse_intake, register
+from engine.desk import history, parse_intake, register
 from engine.reports import score_events, verify_file
+from engine.scenario import SCENARIO_DESK, act_scripted
 from tests.scenario_helpers import petition
 
 PG_URL = os.environ.get("PETITION_TEST_POSTGRES_URL")
@@ -45,14 +46,14 @@ async def test_a_case_lives_and_verifies_on_postgresql(env: WorkflowEnvironment,
 
     task_queue = f"pg-{uuid.uuid4().hex[:8]}"
     async with build_worker(env.client, pg_settings, task_queue=task_queue):
-        reg = await register(env.client, pg_settings, parse_intake(petition()), task_queue=task_queue, calendar="weekends_only")
+        reg = await register(env.client, pg_settings, parse_intake(petition()), task_queue=task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
         handle = env.client.get_workflow_handle(reg.case_id)
         for _ in range(100):
             if (await handle.query("state"))["stage"] != "registered":
                 break
             await env.sleep(timedelta(seconds=1))
-        await act(env.client, pg_settings, reg.case_id, "accept", {"unit": "青山区人社局"})
-        await act(env.client, pg_settings, reg.case_id, "mediation_result", {"success": True, "fulfilled": True})
+        await act_scripted(env.client, pg_settings, reg.case_id, "accept", {"unit": "青山区人社局"})
+        await act_scripted(env.client, pg_settings, reg.case_id, "mediation_result", {"success": True, "fulfilled": True})
         await handle.result()
     hist = history(pg_settings, reg.case_id)
     assert hist["outcome"] == "mediated"

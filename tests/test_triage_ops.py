@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHandle
 
-from engine.desk import InputError, act, history, parse_intake, register
+from engine.desk import InputError, history, parse_intake, register
 from engine.reports import triage_corrections, triage_drift
+from engine.scenario import SCENARIO_DESK, act_scripted
 from rules.vocabulary import MAX_CONTENT_CHARS
 from tests.conftest import Harness
 from tests.scenario_helpers import petition
@@ -57,19 +58,19 @@ async def test_overrides_and_flags_become_masked_examples_and_drift(harness: Har
     c = h.env.client
     # 1. The operator calls it an environment case of high risk: two fields overridden at intake.
     overridden = parse_intake(petition(petitioners=[PERSON], content=CONTENT, category="environment", risk="high"))
-    a = await register(c, h.settings, overridden, task_queue=h.task_queue, calendar="weekends_only")
+    a = await register(c, h.settings, overridden, task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
     # 2. The operator agrees with triage: no correction.
     agreed = parse_intake(petition(title="社保断缴", content="公司两年没给我交社保。", category=None, risk=None))
-    b = await register(c, h.settings, agreed, task_queue=h.task_queue, calendar="weekends_only")
+    b = await register(c, h.settings, agreed, task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
     # 3. A low-risk case the supervision office later flags as a major risk.
     low = parse_intake(petition(title="路灯不亮", content="小区门口路灯坏了两个月。", category=None, risk=None,
                                 disputed_amount=None, petitioners=[{"name": "孙某"}]))
-    f = await register(c, h.settings, low, task_queue=h.task_queue, calendar="weekends_only")
+    f = await register(c, h.settings, low, task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
     for case in (a, b, f):
         await _triaged(h, c.get_workflow_handle(case.case_id))
     triaged = next(e for e in history(h.settings, f.case_id)["events"] if e.get("stage") == "triaged")
     assert triaged["risk"] != "high"
-    await act(c, h.settings, f.case_id, "flag_major_risk", {"reason": "督查发现该路段夜间多次发生事故"})
+    await act_scripted(c, h.settings, f.case_id, "flag_major_risk", {"reason": "督查发现该路段夜间多次发生事故"})
     for _ in range(50):
         if any(e.get("ladder") == "flagged" for e in history(h.settings, f.case_id)["events"]):
             break
@@ -105,8 +106,8 @@ async def test_a_1mb_content_is_read_up_to_the_bound_and_other_cases_go_on(harne
     huge = Intake.model_validate(petition(content="我反映一下小区路灯的问题。" * (1_000_000 // 13), category=None, risk=None))
     normal = parse_intake(petition(title="楼道灯", content="楼道灯坏了。", category=None, risk=None))
     big, small = await asyncio.gather(
-        register(c, h.settings, huge, task_queue=h.task_queue, calendar="weekends_only"),
-        register(c, h.settings, normal, task_queue=h.task_queue, calendar="weekends_only"),
+        register(c, h.settings, huge, task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK),
+        register(c, h.settings, normal, task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK),
     )
     small_state = await _triaged(h, c.get_workflow_handle(small.case_id))
     big_state = await _triaged(h, c.get_workflow_handle(big.case_id))

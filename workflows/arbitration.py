@@ -88,7 +88,7 @@ class ArbitrationWorkflow:
                 if when <= now:
                     del due[name]
                     await workflow.get_external_workflow_handle(start.case_id).signal(
-                        "arbitration_overdue", ArbitrationOverdue(deadline=name, due=when)
+                        "arbitration_overdue", ArbitrationOverdue(deadline=name, due=when, token=start.parent_token)
                     )
         await self._save(start, "closed", outcome, workflow.now())
         return outcome or "closed"

@@ -61,6 +61,7 @@ class BatchDigestWorkflow:
                             delivered_at=workflow.now(),
                             recipient=start.unit,
                             delivered=sent.delivered,
+                            token=item.token,
                         ),
                     )
                 except ApplicationError:

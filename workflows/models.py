@@ -28,6 +28,7 @@ from rules.vocabulary import (
     RedirectRoute,
     Risk,
     ScoreRule,
+    StaffRole,
     Stage,
 )
 
@@ -195,6 +196,17 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+class Actor(_Model):
+    """Who takes an action: a signed-in staff account (engine/staff.py), or the engine itself."""
+
+    name: str
+    role: StaffRole
+    unit: str | None = None
+
+    def record(self) -> dict[str, str]:
+        return {"name": self.name, "role": self.role.value, **({"unit": self.unit} if self.unit else {})}
+
+
 class CaseStart(_Model):
     """Everything a case needs, fixed at registration: it keeps these rules and this calendar."""
 
@@ -206,6 +218,7 @@ class CaseStart(_Model):
     # Set when the same petitioner's same matter was finalised by re-review: not accepted again.
     prior_final_case: str | None = None
     use_search_attributes: bool = True
+    registered_by: Actor | None = None
 
 
 class TimelineEvent(_Model):
@@ -260,56 +273,61 @@ class Timeline(_Model):
 # --------------------------------------------------------------------------------------------
 
 
-class AcceptInput(_Model):
+class _Action(_Model):
+    # Set by the intake desk from the signed-in account, never taken from the action's data.
+    by: Actor | None = None
+
+
+class AcceptInput(_Action):
     unit: Annotated[str, _required("name the unit that accepts the case")]
     facts_clear: bool | None = None
     disputed_amount: float | None = Field(default=None, ge=0)
 
 
-class ReasonInput(_Model):
+class ReasonInput(_Action):
     reason: Annotated[str, _required("give the reason in a sentence")]
 
 
-class RedirectInput(_Model):
+class RedirectInput(_Action):
     route: RedirectRoute
     reason: str | None = None
 
 
-class MediationResultInput(_Model):
+class MediationResultInput(_Action):
     success: bool
     fulfilled: bool = False
 
 
-class ExtendInput(_Model):
+class ExtendInput(_Action):
     days: int = Field(gt=0)
     approved_by: Annotated[str, _required("name the leader who approved the extension")]
     reason: Annotated[str, _required("give the reason for the extension")]
 
 
-class TextInput(_Model):
+class TextInput(_Action):
     text: Annotated[str, _required("the document's text must not be empty")]
 
 
-class NoInput(_Model):
+class NoInput(_Action):
     pass
 
 
-class FlagRiskInput(_Model):
+class FlagRiskInput(_Action):
     reason: Annotated[str, _required("say why the risk is major")]
     # Officials the supervision office names for a possible accountability letter (else configured per unit).
     officials: list[str] = Field(default_factory=list)
 
 
-class ProgressInput(_Model):
+class ProgressInput(_Action):
     substantive: bool
     note: str = ""
 
 
-class NoteInput(_Model):
+class NoteInput(_Action):
     note: str = ""
 
 
-class WithdrawInput(_Model):
+class WithdrawInput(_Action):
     reason: str = ""
 
 
@@ -318,14 +336,16 @@ class BatchDelivered(_Model):
     delivered_at: datetime
     recipient: str
     delivered: bool = True
+    # Echoes BatchEnqueue.token: only the digest the case joined knows it (payloads are encrypted).
+    token: str = ""
 
 
-class PauseInput(_Model):
+class PauseInput(_Action):
     deadline: DeadlineName = DeadlineName.handling
     reason: str = ""
 
 
-class ArbitrationInput(_Model):
+class ArbitrationInput(_Action):
     event: ArbitrationEvent
     note: str = ""
 
@@ -343,11 +363,14 @@ class ArbitrationStart(_Model):
     amount: float | None
     rules: RuleSet
     calendar: CalendarSnapshot
+    # A secret the child echoes in its signals to the case, so that nobody else can send them.
+    parent_token: str = ""
 
 
 class ArbitrationOverdue(_Model):
     deadline: DeadlineName
     due: datetime
+    token: str = ""
 
 
 class ArbitrationRecord(_Model):
@@ -512,11 +535,13 @@ class BatchEnqueue(_Model):
     title: str
     batch_at: datetime
     task_queue: str
+    token: str = ""
 
 
 class DigestItem(_Model):
     case_id: str
     title: str
+    token: str = ""  # echoed in BatchDelivered
 
 
 class DigestStart(_Model):

@@ -22,6 +22,7 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
+    from rules.access import action_refusal
     from rules.deadlines import CalendarSnapshot, HolidayCalendar, Pause, compute_deadline, next_local_time
     from rules.lifecycle import (
         AWAITING_ACCEPTANCE,
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         SA_UNIT,
         AcceptInput,
         ActionResult,
+        Actor,
         ArbitrationInput,
         ArbitrationOverdue,
         ArbitrationStart,
@@ -162,6 +164,12 @@ class PetitionWorkflow:
         self.sa_sent: dict[str, Any] = {}  # search attribute name -> value last upserted
         self.arb_handle: ChildWorkflowHandle[Any, Any] | None = None
         self.occurrences: dict[str, int] = {}
+        # Who takes the action being handled now (documents name them); see rules/access.py.
+        self.actor: Actor | None = None
+        # Secrets that the case's own digest and arbitration track echo in their signals, so
+        # that no one else can send those signals (payloads are encrypted; see docs/privacy.md).
+        self.signal_token = ""
+        self.pending_calendar: CalendarSnapshot | None = None
 
     # ----------------------------------------------------------------------------------------
     # The run: register, triage, notify, then keep every clock until the case closes.
@@ -191,7 +199,10 @@ class PetitionWorkflow:
             rules_version=self.rules.version,
             calendar=self.calendar.name,
             intake_at=self.t0.isoformat(),
+            by=start.registered_by.record() if start.registered_by else None,
         )
+        if workflow.patched("engine-signal-tokens"):
+            self.signal_token = str(workflow.uuid4())
         if start.prior_final_case:
             # A matter finalised by re-review is not accepted again on the same facts and reasons.
             async with self.lock:
@@ -249,6 +260,7 @@ class PetitionWorkflow:
                         amount=t.amount,
                         rules=self.rules,
                         calendar=self.start.calendar,
+                        parent_token=self.signal_token,
                     ),
                     id=f"{self.case_id}-arbitration",
                     parent_close_policy=ParentClosePolicy.ABANDON,
@@ -272,7 +284,17 @@ class PetitionWorkflow:
             if nxt is None or nxt > now:
                 try:
                     timeout = (nxt - now) if nxt is not None else None
-                    await workflow.wait_condition(lambda: self.changed or self.closed, timeout=timeout)
+                    await workflow.wait_condition(
+                        lambda: self.changed
+                        or self.closed
+                        or self.pending_calendar is not None
+                        # a signal's event that arrived during the last save
+                        or (len(self.events) > self.persisted and not self.lock.locked()),
+                        timeout=timeout,
+                    )
+                    if self.pending_calendar is not None:
+                        async with self.lock:
+                            await self._check_calendar()
                     # Woken by a signal (digest sent, calendar reloaded): keep the record current.
                     if len(self.events) > self.persisted and not self.lock.locked():
                         async with self.lock:
@@ -439,6 +461,9 @@ class PetitionWorkflow:
     @workflow.signal
     async def arbitration_overdue(self, data: ArbitrationOverdue) -> None:
         """The arbitration track missed its filing or decision deadline."""
+        if data.token != self.signal_token:
+            self._signal_refused("arbitration_overdue", "it did not come from this case's own arbitration track")
+            return
         async with self.lock:
             if self.closed:
                 return
@@ -449,6 +474,9 @@ class PetitionWorkflow:
     @workflow.signal
     async def batch_delivered(self, data: BatchDelivered) -> None:
         """The unit's daily digest (low-risk tier) went out with this case in it."""
+        if data.token != self.signal_token:
+            self._signal_refused("batch_delivered", "it did not come from the digest this case joined")
+            return
         if self.closed:
             return
         self._emit(
@@ -464,9 +492,29 @@ class PetitionWorkflow:
 
     @workflow.signal
     def reload_calendar(self, snapshot: CalendarSnapshot) -> None:
-        """A newly published holiday schedule: recompute every running clock from its start."""
+        """A newly published holiday schedule (`starter.py calendar push`). It is applied only if
+        it is the calendar file the engine publishes: the run loop asks an activity to compare."""
         if snapshot.name != self.calendar.name or self.closed:
             return  # a weekends-only case stays weekends-only
+        self.pending_calendar = snapshot
+
+    async def _check_calendar(self) -> None:
+        snapshot, self.pending_calendar = self.pending_calendar, None
+        if snapshot is None:
+            return
+        published = bool(await self._activity("calendar_is_published", snapshot, None))
+        if not published:
+            self._signal_refused("reload_calendar", "the calendar it carries is not the published calendar file")
+            return
+        self._apply_calendar(snapshot)
+
+    def _signal_refused(self, signal: str, why: str) -> None:
+        """A signal only the engine may send, sent by someone else: recorded, nothing changed."""
+        workflow.logger.warning("signal %s refused: %s", signal, why)
+        self._emit("rejected", action=signal, error=f"Signal '{signal}' ignored: {why}.")
+        self.changed = True
+
+    def _apply_calendar(self, snapshot: CalendarSnapshot) -> None:
         self.calendar = HolidayCalendar.from_snapshot(snapshot)
         changed = []
         for clock in self.clocks.values():
@@ -794,6 +842,7 @@ class PetitionWorkflow:
                     title=self.intake.title,
                     batch_at=batch_at,
                     task_queue=workflow.info().task_queue,
+                    token=self.signal_token,
                 ),
                 None,
             )
@@ -932,6 +981,8 @@ class PetitionWorkflow:
         fields.setdefault("locality", self.intake.locality)
         if self.unit:
             fields.setdefault("unit", self.unit)
+        if self.actor is not None:
+            fields.setdefault("handled_by", self.actor.name)
         issued = await self._activity(
             "issue_document",
             DocumentRequest(
@@ -989,9 +1040,10 @@ class PetitionWorkflow:
     async def _persist(self) -> None:
         if self.persisted == len(self.events) and not self.closed:
             return
-        snap = self._snapshot(self.events[self.persisted :])
+        mark = len(self.events)  # events a signal adds during the save are saved next time
+        snap = self._snapshot(self.events[self.persisted : mark])
         await self._activity("save_case", snap, None)
-        self.persisted = len(self.events)
+        self.persisted = mark
 
     def _snapshot(self, events: list[TimelineEvent] | None = None) -> CaseSnapshot:
         return CaseSnapshot(
@@ -1031,7 +1083,12 @@ class PetitionWorkflow:
         )
 
     def _validate(self, action: str, data: BaseModel) -> None:
-        reason = refusal(action, self._facts(), workflow.now(), self.rules, data)
+        # Who may act comes first (rules/access.py); then what the rules allow at this moment.
+        # Validators do not run on replay, so cases started before actors existed still replay.
+        by: Actor | None = getattr(data, "by", None)
+        reason = action_refusal(action, by.role if by else None, by.unit if by else None, self.unit) or refusal(
+            action, self._facts(), workflow.now(), self.rules, data
+        )
         if reason:
             raise ApplicationError(reason, type="ActionRefused", non_retryable=True)
 
@@ -1044,12 +1101,27 @@ class PetitionWorkflow:
             if reason:
                 raise ApplicationError(reason, type="ActionRefused", non_retryable=True)
             mark = len(self.events)
-            await handler(data)
+            by: Actor | None = getattr(data, "by", None)
+            self.actor = by
+            try:
+                await handler(data)
+            finally:
+                self.actor = None
+            if by is not None:
+                self._record_actor(action, by, mark)
             await self._persist()
             self.changed = True
             return ActionResult(
                 case_id=self.case_id, action=action, stage=self.stage, outcome=self.outcome, events=self.events[mark:]
             )
+
+    def _record_actor(self, action: str, by: Actor, mark: int) -> None:
+        """The timeline says who took each action: on its first event, or an event of its own."""
+        if len(self.events) > mark:
+            self.events[mark].data.setdefault("action", action)
+            self.events[mark].data["by"] = by.record()
+        else:
+            self._emit("info", action=action, by=by.record())
 
     def _emit(self, kind: str, **data: Any) -> TimelineEvent:
         now = workflow.now()
