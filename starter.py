@@ -427,20 +427,11 @@ async def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_json)
     try:
         return await COMMANDS[args.command](args, settings)
-    except InputError as exc:
+    except (InputError, RuleFileError, AccountError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Refused as exc:
-        print(f"refused: {exc.error}", file=sys.stderr)
-        return EXIT_FAILED
-    except RuleFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except AccountError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except AccessError as exc:
-        print(f"refused: {exc}", file=sys.stderr)
+    except (Refused, AccessError) as exc:
+        print(f"refused: {exc.error if isinstance(exc, Refused) else exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

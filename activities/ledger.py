@@ -42,7 +42,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import random
 import re
 import threading
@@ -60,6 +59,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import registry
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from engine.codec import create_secret_file
 
 __all__ = [
     "EMPTY_ROOT",
@@ -493,24 +494,10 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
     """
     path = Path(path)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+        create_secret_file(path, pem)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise LedgerError(f"{path} does not hold an Ed25519 private key")

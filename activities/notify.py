@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, field_validator
 
+from engine.codec import create_secret_file
 from engine.config import Settings
 from engine.logs import mask_text
 from rules.vocabulary import NotificationTier, NotifyChannel, RecipientRole
@@ -305,22 +306,7 @@ def load_or_create_webhook_secret(data_dir: Path) -> bytes:
     processes racing on first use all end up with the one key that won.
     """
     path = webhook_key_path(data_dir)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, secrets.token_hex(32).encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
+    create_secret_file(path, secrets.token_hex(32).encode("ascii") + b"\n")
     secret = path.read_bytes().strip()
     if not secret:
         raise ValueError(

@@ -21,6 +21,7 @@ import base64
 import dataclasses
 import os
 import secrets
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,8 +84,30 @@ class KeyRing:
         if not path.exists():
             if not create:
                 raise KeyRingError(f"no payload key ring at {path}")
-            append_new_key(path)
+            create_secret_file(path, new_key_line().encode("ascii"))
         return cls.parse(path.read_text(encoding="ascii"), str(path))
+
+
+def create_secret_file(path: Path, content: bytes) -> None:
+    """Write a secret once, owner-only (0600, its folder 0700), atomically: a private temporary file
+    hard-linked into place, so processes racing on first use all end up with the one that won."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
 
 
 def new_key_line(now: datetime | None = None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -11,7 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.converter import DataConverter
 
-from engine.codec import KeyRing, data_converter_for
+from engine.codec import KeyRing, create_secret_file, data_converter_for
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RULES_DIR = PROJECT_DIR / "rules"
@@ -86,11 +85,7 @@ class Settings(BaseSettings):
         Created on first use with owner-only permissions; never logged, never defaulted.
         """
         path = self.data_dir / "keys" / "matter_hmac.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(secrets.token_bytes(32))
+        create_secret_file(path, secrets.token_bytes(32))
         return path.read_bytes()
 
 

@@ -29,6 +29,17 @@ def _mask_pii(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableM
     return event_dict
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written (not when logging was configured): a
+    replaced stream (a test's capture, a redirect) must not leave loggers writing to a closed one."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(json: bool | None = None, level: int = logging.INFO) -> None:
     global _configured
     if _configured:
@@ -45,7 +56,7 @@ def configure_logging(json: bool | None = None, level: int = logging.INFO) -> No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     # The SDK's own (stdlib) loggers, including workflow.logger, go to stderr at WARNING+.

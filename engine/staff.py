@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from activities.db import StaffRow, StaffTokenRow, get_engine
 from engine.config import Settings
-from rules.access import may
+from rules.access import PERMISSION_TEXT, may
 from rules.vocabulary import StaffRole
 from workflows.models import Actor
 
@@ -208,5 +208,6 @@ def cli_actor(settings: Settings, as_user: str | None = None) -> Actor:
 
 def require(actor: Actor, permission: str) -> Actor:
     if not may(actor.role, permission):
-        raise AccessError(f"The role '{actor.role.value}' may not {permission.replace('_', ' ')}; {actor.name} is signed in.")
+        what = PERMISSION_TEXT.get(permission, permission.replace("_", " "))
+        raise AccessError(f"The role '{actor.role.value}' may not {what}; {actor.name} is signed in.")
     return actor

@@ -49,6 +49,18 @@ PERMISSIONS: dict[StaffRole, frozenset[str]] = {
     StaffRole.admin: frozenset({"view_cases", "decode_payloads", "accounts", "calendar_push", "rules"}),
 }
 
+PERMISSION_TEXT = {
+    "register": "register petitions",
+    "view_cases": "read cases",
+    "view_own_unit": "read its own unit's cases",
+    "decode_payloads": "read decoded Temporal payloads",
+    "scores": "read the score stream",
+    "assessment": "read the annual assessment",
+    "accounts": "manage staff accounts and keys",
+    "calendar_push": "push the holiday calendar to running cases",
+    "rules": "change the rules",
+}
+
 ROLE_CN = {
     StaffRole.operator: "登记窗口",
     StaffRole.unit: "责任单位",

@@ -20,6 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# The payload key ring the histories are encrypted with: a test key, committed, never used elsewhere.
+KEY_RING = ROOT / "tests" / "histories" / "payload.keys"
+
 # Each recorded life: (name, scenario file under tests/scenarios, extra workflows to save).
 LIVES = [a for a in os.environ.get("LIVES", "mediation-success,high-risk-ladder,review-path,collective-arbitration,low-risk-batch").split(",")]
 
@@ -37,10 +40,11 @@ async def main() -> int:
     out_dir = ROOT / "tests" / "histories"
     for name in LIVES:
         # One server per life, as the scenario runner does, so lives cannot disturb each other.
-        env = await start_test_server()
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                settings = Settings(data_dir=Path(tmp))
+        with tempfile.TemporaryDirectory() as tmp:
+            # Recorded through the payload codec, with the test-only key ring committed beside them.
+            settings = Settings(data_dir=Path(tmp), payload_key_file=KEY_RING)
+            env = await start_test_server(settings)
+            try:
                 task_queue = f"record-{uuid.uuid4().hex[:6]}"
                 async with build_worker(env.client, settings, task_queue=task_queue):
                     scenario, intake = load_scenario(ROOT / "tests" / "scenarios" / f"{name}.json")
@@ -79,8 +83,8 @@ async def main() -> int:
                         path = out_dir / f"{stem}.json"
                         path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
                         print(f"wrote {path.relative_to(ROOT)}")
-        finally:
-            await env.shutdown()
+            finally:
+                await env.shutdown()
     return 0
 
 

@@ -414,7 +414,7 @@ def test_the_proxy_forwards_requests_and_responses(web_settings: Settings) -> No
         login(c, "sup")
         c.cookies.set("_csrf", "abc")
         r = c.post(
-            "/temporal/api/v1/namespaces/default/workflows/XF-1%2F2/signal?x=1&y=%E4%B8%AD",
+            "/temporal/api/v1/namespaces/default/workflows/XF-1%2F2/query?x=1&y=%E4%B8%AD",
             content=b'{"a": 1}',
             headers={"X-CSRF-TOKEN": "abc", "Content-Type": "application/json"},
         )
@@ -428,7 +428,7 @@ def test_the_proxy_forwards_requests_and_responses(web_settings: Settings) -> No
         assert sent.url.host == "127.0.0.1" and sent.url.port == web_settings.ui_port
         assert (
             sent.url.raw_path
-            == b"/temporal/api/v1/namespaces/default/workflows/XF-1%2F2/signal?x=1&y=%E4%B8%AD"
+            == b"/temporal/api/v1/namespaces/default/workflows/XF-1%2F2/query?x=1&y=%E4%B8%AD"
         )
         assert sent.headers["x-csrf-token"] == "abc"
         assert sent.headers["host"] == f"127.0.0.1:{web_settings.ui_port}"
@@ -533,7 +533,7 @@ async def test_the_real_ui_through_the_proxy_decodes_for_a_supervisor(tmp_path: 
                 json={"reason": "web test"},
                 headers={"X-CSRF-TOKEN": c.cookies["_csrf"]},
             )
-            assert terminate.status_code == 403 and "只读" in terminate.text, terminate.text
+            assert terminate.status_code == 403 and "只能查看" in terminate.text, terminate.text
 
         # `temporal workflow show` through the codec endpoint, signed in with a CLI token.
         cli_token = issue_token(settings, "sup", "cli")
