@@ -15,6 +15,9 @@
     python starter.py arbitration                       the green channel's return-to-court rate
     python starter.py verify FILE [--data DIR]          check that a document is genuine
     python starter.py ledger head | consistency OLD NEW the log's signed head and proofs
+    python starter.py ledger monitor --url BASE | --data DIR [--state FILE] [--public-key B64]
+                      [--accept-new-key] [--once | --interval SECONDS] [--json] [--timeout S]
+                                                        witness the log: it only ever grows (docs/ledger.md)
     python starter.py calendar status | push            the holiday calendar; push recomputes deadlines
     python starter.py users add NAME --role ROLE [--unit UNIT] | list | disable NAME
     python starter.py keys rotate                       a new payload key encrypts from now on
@@ -23,7 +26,8 @@ Staff sign in: every command that reads or changes cases acts as a named account
 `--as NAME` (its token file, written by `users add`) or PETITION_TOKEN_FILE. `users add` on an
 engine without accounts creates the first admin without signing in.
 
-Exit status: 0 done; 1 a verification that failed or an action the rules refused; 2 bad input.
+Exit status: 0 done; 1 a verification that failed or an action the rules refused; 2 bad input
+(for `ledger monitor` also: the log could not be reached); 3 the log failed a witness check.
 Connects to TEMPORAL_ADDRESS, else to the embedded dev server that `python worker.py` started.
 """
 
@@ -254,9 +258,17 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+_MONITOR_ONLY = ("url", "state", "public_key", "accept_new_key", "once", "interval", "json", "timeout")
+
+
 async def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
     from engine.reports import ledger_consistency, ledger_head
 
+    if args.what == "monitor":
+        return await _ledger_monitor(args, settings)
+    given = [f"--{n.replace('_', '-')}" for n in _MONITOR_ONLY if getattr(args, n) not in (None, False)]
+    if given:
+        raise InputError(f"{', '.join(given)}: only for `ledger monitor`.")
     s = Settings(data_dir=Path(args.data)) if args.data else settings
     if args.what == "head":
         _print(ledger_head(s))
@@ -265,6 +277,70 @@ async def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
             raise InputError("ledger consistency needs OLD_SIZE and NEW_SIZE.")
         _print(ledger_consistency(s, args.old, args.new))
     return EXIT_OK
+
+
+async def _ledger_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    """`ledger monitor`: one witness check (--once, the default) or one every --interval seconds."""
+    import signal
+
+    from engine.witness import (
+        CheckResult,
+        FolderLog,
+        HttpLog,
+        LogSource,
+        Witness,
+        WitnessError,
+        default_state_path,
+        parse_public_key,
+        watch,
+    )
+
+    if args.old is not None or args.new is not None:
+        raise InputError("ledger monitor takes no sizes: it checks from the last head it accepted.")
+    if bool(args.url) == bool(args.data):
+        raise InputError("ledger monitor needs either --url BASE (the engine's web address) or --data DIR "
+                         "(its data folder), not both.")
+    if args.once and args.interval is not None:
+        raise InputError("--once and --interval exclude each other.")
+    if args.data and args.timeout is not None:
+        raise InputError("--timeout is for --url: a data folder is read directly.")
+    if args.interval is not None and not args.interval > 0:
+        raise InputError("--interval must be a positive number of seconds.")
+    source: LogSource | None = None
+    try:
+        key = parse_public_key(args.public_key) if args.public_key else None
+        if args.url:
+            source = HttpLog(args.url, timeout=args.timeout if args.timeout is not None else 10.0)
+        else:
+            source = FolderLog(Settings(data_dir=Path(args.data)))
+        state = Path(args.state).expanduser() if args.state else default_state_path(source.source_id)
+        witness = Witness(source, state, public_key=key, accept_new_key=args.accept_new_key)
+    except WitnessError as exc:
+        if source is not None:
+            source.close()
+        raise InputError(str(exc)) from None
+
+    def emit(result: CheckResult) -> None:
+        if args.json:
+            sys.stdout.write(json.dumps(result.model_dump(mode="json"), ensure_ascii=False) + "\n")
+        else:
+            (sys.stderr if result.status == "error" else sys.stdout).write(result.line() + "\n")
+        sys.stdout.flush()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    previous: Any = None
+    if args.interval is not None:
+        try:  # Ctrl-C ends the watch after the check under way, with the summary status
+            previous = signal.signal(signal.SIGINT, lambda *_: loop.call_soon_threadsafe(stop.set))
+        except ValueError:  # not the main thread
+            previous = None
+    try:
+        return await watch(witness, emit, interval=args.interval, stop=stop)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        source.close()
 
 
 async def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:
@@ -381,11 +457,25 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check that a document is genuine")
     v.add_argument("file")
     v.add_argument("--data", default=None, metavar="DIR")
-    lg = sub.add_parser("ledger", help="signed tree head and consistency proofs")
-    lg.add_argument("what", choices=["head", "consistency"])
+    lg = sub.add_parser("ledger", help="signed tree head and consistency proofs; monitor: witness the log")
+    lg.add_argument("what", choices=["head", "consistency", "monitor"])
     lg.add_argument("old", nargs="?", type=int)
     lg.add_argument("new", nargs="?", type=int)
-    lg.add_argument("--data", default=None, metavar="DIR")
+    lg.add_argument("--data", default=None, metavar="DIR",
+                    help="the engine's data folder (monitor: read the log there instead of at --url)")
+    lg.add_argument("--url", default=None, metavar="BASE", help="monitor: the engine's web address")
+    lg.add_argument("--state", default=None, metavar="FILE",
+                    help="monitor: the witness's state file (default ~/.petition-witness/state-<sha>.json)")
+    lg.add_argument("--public-key", default=None, metavar="B64",
+                    help="monitor: the log's Ed25519 key (base64) to pin, instead of the first one seen")
+    lg.add_argument("--accept-new-key", action="store_true",
+                    help="monitor: accept (and pin) a head signed by a new key, if consistent with history")
+    lg.add_argument("--once", action="store_true", help="monitor: check once (the default)")
+    lg.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                    help="monitor: check every SECONDS until Ctrl-C")
+    lg.add_argument("--json", action="store_true", help="monitor: one JSON object per check")
+    lg.add_argument("--timeout", type=float, default=None, metavar="S",
+                    help="monitor: HTTP timeout in seconds (default 10)")
     cal = sub.add_parser("calendar", help="holiday calendar status, or push it to running cases")
     cal.add_argument("what", choices=["status", "push"])
     us = sub.add_parser("users", help="staff accounts: add, list, disable")

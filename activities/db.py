@@ -41,6 +41,9 @@ class CaseRow(SQLModel, table=True):
     mediation_eligible: bool = False
     mediation_succeeded: bool = False
     overdue: bool = False
+    next_deadline: str | None = None  # the period the petitioner waits on now, and when it ends
+    next_due: datetime | None = None
+    next_due_provisional: bool = False
     rules_version: str
     registered_at: datetime
     closed_at: datetime | None = None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -45,6 +48,8 @@ class Settings(BaseSettings):
     payload_keys: str | None = Field(default=None, description="The key ring itself: 'id:base64,id:base64'.")
     web_port: int = 8080
     web_host: str = "127.0.0.1"
+    # The address petitioners reach the public pages at (QR codes on documents point there).
+    public_url: str | None = Field(default=None, description="e.g. https://xf.example.gov.cn; default: the web app.")
     token_file: Path | None = Field(default=None, description="The CLI's sign-in token (from `users add`).")
     webhook_secret: str | None = Field(default=None, description="HMAC key for webhook signatures.")
     # A production Temporal cluster: TLS / mTLS and API keys.
@@ -78,6 +83,18 @@ class Settings(BaseSettings):
 
     def data_converter(self) -> DataConverter:
         return data_converter_for(self.key_ring())
+
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
+
+    def query_code(self, case_id: str) -> str:
+        """The case's query code (查询码), printed on its acceptance notice: with the case number it
+        opens the case's progress at /q without an account. A keyed hash, so nothing is stored."""
+        path = self.data_dir / "keys" / "query_hmac.key"
+        create_secret_file(path, secrets.token_bytes(32))
+        digest = hmac.new(path.read_bytes(), case_id.encode(), hashlib.sha256).digest()
+        text = base64.b32encode(digest[:5]).decode()  # 8 characters of A-Z, 2-7
+        return f"{text[:4]}-{text[4:]}"
 
     def matter_key_secret(self) -> bytes:
         """Secret for hashing a petitioner + matter into a key that carries no readable PII.

@@ -91,6 +91,7 @@ from activities.db import StaffRow, get_engine
 from engine.codec import EncryptionCodec, KeyRingError
 from engine.config import Settings
 from engine.logs import get_logger
+from engine.public import public_router
 from engine.staff import SESSION_TTL, AccessError, actor_from_token, check_password, issue_token, revoke_token
 from rules.access import PERMISSIONS, ROLE_CN, may
 from workflows.models import Actor
@@ -578,6 +579,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ui_client = None
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
+    # The public pages (no sign-in): document verification, case progress, the log's head.
+    app.include_router(public_router(settings, app.state.templates))
     log = get_logger(component="web")
 
     @app.exception_handler(SignInRequired)

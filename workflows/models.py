@@ -527,6 +527,10 @@ class CaseSnapshot(_Model):
     overdue: bool
     closed_at: datetime | None
     events: list[TimelineEvent]
+    # The next period the petitioner waits on (acceptance, mediation, handling, review…), if any.
+    next_deadline: DeadlineName | None = None
+    next_due: datetime | None = None
+    next_due_provisional: bool = False
 
 
 class BatchEnqueue(_Model):

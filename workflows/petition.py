@@ -101,6 +101,19 @@ _ACTIVITY_TIMEOUT = timedelta(seconds=60)
 # A notice is retried only until its tier's deadline; then it escalates instead.
 _NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_attempts=4)
 
+# The periods a petitioner waits on (shown at /q); the ladder's and notices' are the office's own.
+PETITIONER_PERIODS = frozenset(
+    {
+        DeadlineName.acceptance,
+        DeadlineName.mediation_window,
+        DeadlineName.handling,
+        DeadlineName.review_request,
+        DeadlineName.review_decision,
+        DeadlineName.re_review_request,
+        DeadlineName.re_review_decision,
+    }
+)
+
 # Which clock each deadline name starts from, for the stages that arm them.
 _LADDER_LETTER = {
     "warning": DocumentKind.risk_warning_letter,
@@ -1046,6 +1059,8 @@ class PetitionWorkflow:
         self.persisted = mark
 
     def _snapshot(self, events: list[TimelineEvent] | None = None) -> CaseSnapshot:
+        waiting = [c for c in self.clocks.values() if c.status == "running" and c.name in PETITIONER_PERIODS]
+        nxt = min(waiting, key=lambda c: c.due, default=None)
         return CaseSnapshot(
             case_id=self.case_id,
             stage=self.stage,
@@ -1061,6 +1076,9 @@ class PetitionWorkflow:
             overdue=any(c.status == "overdue" for c in self.clocks.values()),
             closed_at=workflow.now() if self.closed else None,
             events=events if events is not None else [],
+            next_deadline=nxt.name if nxt else None,
+            next_due=nxt.due if nxt else None,
+            next_due_provisional=nxt.provisional if nxt else False,
         )
 
     # ----------------------------------------------------------------------------------------
