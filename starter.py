@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -251,11 +252,30 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from engine.reports import verify_file
 
     s = Settings(data_dir=Path(args.data)) if args.data else settings
+    if not Path(args.file).exists() and re.fullmatch(r"L\d+-[0-9a-f]{8}", args.file.strip()):
+        return _verify_code(s, args.file.strip())
     ok, message, detail = verify_file(s, Path(args.file))
     print(message)
     if detail:
         _print(detail)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _verify_code(settings: Settings, code: str) -> int:
+    """`verify L4-e237b9dc`: the code printed on a document names its entry in the log."""
+    from engine.public import document_view
+    from engine.reports import existing_ledger
+
+    existing_ledger(settings)  # refuses, creating nothing, where there is no engine data
+    view = document_view(settings, code)
+    if view is None:
+        print(f"not genuine: no document in this log has the verification code {code}.")
+        return EXIT_FAILED
+    print(f"the log holds a {view['kind']} ({view['title']}) with code {code}, issued {view['date']} by "
+          f"{view['issuer'] or 'the engine'}; to check a copy's content: starter.py verify FILE, or "
+          f"{settings.resolved_public_url()}/v/{code}")
+    _print({k: view[k] for k in ("code", "kind", "case", "sha256", "index")} | {"signed_head": view["sth"]})
+    return EXIT_OK
 
 
 _MONITOR_ONLY = ("url", "state", "public_key", "accept_new_key", "once", "interval", "json", "timeout")

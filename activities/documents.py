@@ -3,15 +3,28 @@
 A document file is its canonical body followed by a verification footer. The body's SHA-256
 is what the tamper-evident log records; the footer carries the verification code (log index
 and a short hash) so a petitioner holding a copy can have it checked (`starter.py verify`).
+
+Beside each text file, a PDF of the same document (`render_pdf`, `write_pdf`): the same lines laid
+out for print, with a QR code of the public verification page; the text stays the canonical form.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import re
+import tempfile
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import segno
+from fpdf import FPDF
+from fpdf.enums import MethodReturnValue, PathPaintRule, TextMode, WrapMode, XPos, YPos
+
+from engine.logs import get_logger
 from rules.deadlines import SHANGHAI
 from rules.vocabulary import DocumentKind, RedirectRoute
 
@@ -54,6 +67,10 @@ def _body(kind: DocumentKind, f: dict[str, Any], to: str) -> list[str]:
             f"{to}：",
             f"您反映的“{title}”一事，经审查符合受理条件，{unit}已依法予以受理。",
             "我单位将在受理之日起六十日内办结并书面答复；符合条件的民生纠纷，将在七日内组织调解。",
+            # The petitioner's own key to the case's progress page (engine/public.py, /q).
+            f"查询码：{f['query_code']}。凭案件编号和查询码可在 {f.get('query_url', '')} 查询办理进度，请妥善保管。"
+            if f.get("query_code")
+            else "",
         ]
     if kind == DocumentKind.not_accepted_notice:
         return [f"{to}：", f"您反映的“{title}”一事，经审查，不予受理。", f"理由：{f.get('reason', '')}"]
@@ -114,8 +131,34 @@ def _body(kind: DocumentKind, f: dict[str, Any], to: str) -> list[str]:
 _ONE_SECOND = __import__("datetime").timedelta(seconds=1)
 
 
-def render_body(kind: DocumentKind, case_id: str, issued_at: datetime, fields: dict[str, Any], addressee: str) -> bytes:
-    """The canonical body of a document: NFC-normalised UTF-8, LF line ends, one final newline."""
+@dataclass(frozen=True)
+class _Parts:
+    """A document's parts, in the order of its text body (the PDF lays the same parts out)."""
+
+    title: str
+    case_line: str
+    body: list[str]
+    issuer: str
+    handled_by: str | None
+    date: str
+    template_line: str
+
+    def lines(self) -> list[str]:
+        return [
+            self.title,
+            self.case_line,
+            "",
+            *self.body,
+            "",
+            self.issuer,
+            # Who acted for the issuer (the signed-in staff member), when a person's action issued it.
+            *([self.handled_by] if self.handled_by else []),
+            self.date,
+            self.template_line,
+        ]
+
+
+def _parts(kind: DocumentKind, case_id: str, issued_at: datetime, fields: dict[str, Any], addressee: str) -> _Parts:
     issuer = fields.get("issuer") or (
         "市信访工作联席会议办公室"
         if kind
@@ -127,27 +170,63 @@ def render_body(kind: DocumentKind, case_id: str, issued_at: datetime, fields: d
         )
         else fields.get("unit") or "信访工作机构"
     )
-    lines = [
-        _TITLES[kind],
-        f"案件编号：{case_id}",
-        "",
-        *[line for line in _body(kind, fields, addressee) if line],
-        "",
-        f"{issuer}",
-        # Who acted for the issuer (the signed-in staff member), when a person's action issued it.
-        *([f"经办人：{fields['handled_by']}"] if fields.get("handled_by") else []),
-        f"{_date(issued_at)}",
-        f"（文书模板 {TEMPLATE_VERSION}）",
-    ]
+    return _Parts(
+        title=_TITLES[kind],
+        case_line=f"案件编号：{case_id}",
+        body=[line for line in _body(kind, fields, addressee) if line],
+        issuer=f"{issuer}",
+        handled_by=f"经办人：{fields['handled_by']}" if fields.get("handled_by") else None,
+        date=f"{_date(issued_at)}",
+        template_line=f"（文书模板 {TEMPLATE_VERSION}）",
+    )
+
+
+def render_body(kind: DocumentKind, case_id: str, issued_at: datetime, fields: dict[str, Any], addressee: str) -> bytes:
+    """The canonical body of a document: NFC-normalised UTF-8, LF line ends, one final newline."""
+    lines = _parts(kind, case_id, issued_at, fields, addressee).lines()
     text = "\n".join(line.rstrip() for line in lines) + "\n"
     return unicodedata.normalize("NFC", text).encode("utf-8")
 
 
-def footer(verification_code: str, document_sha256: str) -> bytes:
+def footer(verification_code: str, document_sha256: str, public_url: str | None = None) -> bytes:
+    """The verification block after the body (not part of what the log hashes)."""
+    how = (
+        f"核验方法：扫描 PDF 上的二维码或访问 {verification_url(public_url, verification_code)}；"
+        "也可用 python starter.py verify 本文件"
+        if public_url
+        else "核验方法：python starter.py verify 本文件"
+    )
     return (
-        f"\n{FOOTER_MARK}\n核验码：{verification_code}\n文书摘要(SHA-256)：{document_sha256}\n"
-        "核验方法：python starter.py verify 本文件\n"
+        f"\n{FOOTER_MARK}\n核验码：{verification_code}\n文书摘要(SHA-256)：{document_sha256}\n{how}\n"
     ).encode()
+
+
+def read_copy(data: bytes) -> tuple[bytes, str | None]:
+    """(body as the log hashed it, printed verification code) of a copy a person holds.
+
+    Undoes only what cannot change a document's meaning: the encoding (UTF-8 with or without BOM,
+    else GB18030, which includes GBK), CRLF or CR line ends, whitespace at line ends, trailing blank
+    lines, and the verification footer. Any other change of a character changes the hash.
+    Raises ValueError when the bytes are not text in one of those encodings.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("gb18030")
+        except UnicodeDecodeError as exc:
+            raise ValueError("not UTF-8 or GBK/GB18030 text") from exc
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    code = None
+    if FOOTER_MARK in lines:
+        cut = len(lines) - 1 - lines[::-1].index(FOOTER_MARK)
+        code = next((ln.removeprefix("核验码：").strip() for ln in lines[cut:] if ln.startswith("核验码：")), None)
+        lines = lines[:cut]
+    while lines and not lines[-1]:
+        lines.pop()
+    return ("\n".join(lines) + "\n").encode("utf-8"), code
 
 
 def split_document(data: bytes) -> tuple[bytes, str | None]:
@@ -165,3 +244,330 @@ def split_document(data: bytes) -> tuple[bytes, str | None]:
 
 def document_path(documents_dir: Path, case_id: str, kind: DocumentKind, n: int) -> Path:
     return documents_dir / case_id / f"{kind.value}-{n}.txt"
+
+
+# ---------------------------------------------------------------------------------------------
+# The PDF beside the text file: the document as a person receives it, printed or on a phone.
+# The text file stays the canonical form the log records; the PDF carries the same lines, laid
+# out, with a QR code of the public verification page. It is a convenience copy: no CJK font on
+# the machine means no PDF (one warning), never a failed document.
+
+PDF_FONT_ENV = "PETITION_PDF_FONT"
+# Debian/Ubuntu `fonts-noto-cjk` (font collections with CFF outlines, one face per region; the
+# Simplified Chinese face is picked by name), then the same files where other distributions put them.
+_FONT_CANDIDATES = (
+    "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/google-noto-cjk/NotoSerifCJK-Regular.ttc",
+    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSerifCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+)
+_FONT_GLOBS = ("**/Noto*CJK*SC*Regular.otf", "**/Noto*CJK*-Regular.ttc", "**/Noto*CJK*Regular*.otf")
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts")
+_CODE_IN_TEXT = re.compile(r"存证核验码\s*(L\d+-[0-9a-f]{8})")
+
+_PAGE_W, _PAGE_H, _MARGIN, _BOTTOM = 210.0, 297.0, 25.0, 20.0
+_QR = 34.0  # the QR code's side (mm)
+_GREY = (90, 90, 90)
+
+_log = get_logger(component="documents")
+_warned_no_font = False
+_warned_overrides: set[str] = set()
+
+
+class NoPdfFont(RuntimeError):
+    """No font with Chinese glyphs was found (install fonts-noto-cjk, or set PETITION_PDF_FONT)."""
+
+
+@dataclass(frozen=True)
+class PdfFont:
+    """A font file and, for a collection (.ttc), the face to embed (0 for a single font)."""
+
+    path: Path
+    face: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.path}#{self.face}"
+
+
+@functools.lru_cache(maxsize=16)
+def _simplified_chinese_face(path: Path) -> int:
+    """The face of a collection whose family is the Simplified Chinese one (… CJK SC), else 0."""
+    from fontTools.ttLib import TTCollection
+
+    with TTCollection(str(path), lazy=True) as collection:
+        families = [str(font["name"].getDebugName(1) or "") for font in collection.fonts]
+    for i, family in enumerate(families):
+        if family.endswith(" SC") and "Mono" not in family:
+            return i
+    return 0
+
+
+def _font_at(spec: str) -> PdfFont | None:
+    """`PATH` or `PATH#FACE`; a collection without a face gets its Simplified Chinese face."""
+    path_text, _, face_text = spec.partition("#")
+    path = Path(path_text).expanduser()
+    if not path.is_file() or (face_text.strip() and not face_text.strip().isdigit()):
+        return None
+    if face_text.strip():
+        return PdfFont(path, int(face_text))
+    return PdfFont(path, _simplified_chinese_face(path) if path.suffix.lower() == ".ttc" else 0)
+
+
+def find_pdf_font() -> PdfFont | None:
+    """The CJK font PDFs are set in: `PETITION_PDF_FONT` (`PATH` or `PATH#FACE`) when it names a
+    file, else Noto Serif CJK SC / Noto Sans CJK SC from fonts-noto-cjk; None when there is none."""
+    override = os.environ.get(PDF_FONT_ENV, "").strip()
+    if override:
+        font = _font_at(override)
+        if font is not None:
+            return font
+        if override not in _warned_overrides:
+            _warned_overrides.add(override)
+            _log.warning("pdf font override names no font file (PATH or PATH#FACE); using fonts-noto-cjk",
+                         variable=PDF_FONT_ENV, value=override)
+    for candidate in _FONT_CANDIDATES:
+        if Path(candidate).is_file():
+            return _font_at(candidate)
+    for folder in _FONT_DIRS:
+        if Path(folder).is_dir():
+            for pattern in _FONT_GLOBS:
+                for found in sorted(Path(folder).glob(pattern)):
+                    return _font_at(str(found))
+    return None
+
+
+def verification_url(public_url: str, code: str) -> str:
+    """The public page that checks a document: `{public_url}/v/{code}`."""
+    return f"{public_url.rstrip('/')}/v/{code}"
+
+
+def delivered_verification_code(fields: dict[str, Any]) -> str | None:
+    """The delivered document's code in a delivery receipt's fields (`…（存证核验码 L4-…）`)."""
+    match = _CODE_IN_TEXT.search(str(fields.get("delivered_document") or ""))
+    return match.group(1) if match else None
+
+
+def _delivered_title(delivered: str) -> str:
+    """`handling_opinion（存证核验码 L4-…）` as a person reads it: 信访事项办理意见书（存证核验码 L4-…）."""
+    head, sep, rest = delivered.partition("（")
+    try:
+        return _TITLES[DocumentKind(head.strip())] + sep + rest
+    except ValueError:
+        return delivered
+
+
+def _pdf_text(line: str) -> str:
+    return unicodedata.normalize("NFC", line.rstrip())
+
+
+class _DocumentPdf(FPDF):
+    def __init__(self, font: PdfFont, footer_text: str) -> None:
+        super().__init__(orientation="P", unit="mm", format="A4")
+        self._footer_text = footer_text
+        self.set_margins(_MARGIN, 22.0, _MARGIN)
+        self.set_auto_page_break(True, margin=_BOTTOM)
+        self.add_font("cjk", "", str(font.path), collection_font_number=font.face)
+
+    def footer(self) -> None:
+        self.set_y(-13)
+        self.set_font("cjk", size=8)
+        self.set_text_color(*_GREY)
+        self.cell(0, 5, f"{self._footer_text}　第 {self.page_no()} 页，共 {{nb}} 页", align="C")
+        self.set_text_color(0, 0, 0)
+
+    def heading(self, title: str, case_line: str) -> None:
+        self.set_font("cjk", size=20)
+        with self.local_context(text_mode=TextMode.FILL_STROKE, line_width=0.25):  # the face has no bold
+            self.cell(0, 12, title, align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.set_font("cjk", size=10.5)
+        self.cell(0, 7, case_line, align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.set_line_width(0.4)
+        self.line(_MARGIN, self.get_y() + 2, _PAGE_W - _MARGIN, self.get_y() + 2)
+        self.set_y(self.get_y() + 8)
+
+    def paragraph(self, text: str, size: float = 13, height: float = 8, align: str = "L") -> None:
+        self.set_font("cjk", size=size)
+        self.multi_cell(0, height, text, align=align, wrapmode=WrapMode.CHAR, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    def qr(self, data: str, x: float, y: float, size: float) -> None:
+        """The QR code as vector squares (sharp on paper at any size); the page is its quiet zone."""
+        code = segno.make(data, error="m", micro=False)
+        matrix = [list(row) for row in code.matrix]
+        module = size / len(matrix)
+        with self.new_path(paint_rule=PathPaintRule.FILL_NONZERO) as path:
+            path.style.fill_color = "#000000"
+            path.style.stroke_color = None
+            for r, row in enumerate(matrix):
+                c = 0
+                while c < len(row):
+                    if row[c]:
+                        start = c
+                        while c < len(row) and row[c]:
+                            c += 1
+                        path.rectangle(x + start * module, y + r * module, (c - start) * module, module)
+                    else:
+                        c += 1
+
+    def verification_block(self, url: str, lines: list[tuple[str, float]]) -> None:
+        """At the foot of the last page, boxed: the QR code with the URL under it, and beside it the
+        sentence, codes and digest. The QR code keeps a quiet zone of at least four modules."""
+        left, width = _MARGIN + 5 + _QR + 5, _PAGE_W - _MARGIN - 4 - (_MARGIN + 5 + _QR + 5)
+        column = 0.0
+        for text, size in lines:
+            self.set_font("cjk", size=size)
+            measured = self.multi_cell(width, size * 0.55, text, wrapmode=WrapMode.CHAR, dry_run=True,
+                                       output=MethodReturnValue.HEIGHT)
+            column += float(measured) + 1.5  # type: ignore[arg-type]  # output=HEIGHT returns a number
+        above_url = max(5 + _QR, 5 + column) + 4
+        height = above_url + 5 + 3
+        if self.get_y() + height > _PAGE_H - _BOTTOM:
+            self.add_page()
+        top = _PAGE_H - _BOTTOM - height
+        self.set_draw_color(*_GREY)
+        self.set_line_width(0.2)
+        self.rect(_MARGIN, top, _PAGE_W - 2 * _MARGIN, height)
+        self.set_draw_color(0, 0, 0)
+        self.qr(url, _MARGIN + 5, top + 5, _QR)
+        self.set_xy(left, top + 5)
+        for text, size in lines:
+            self.set_font("cjk", size=size)
+            self.multi_cell(width, size * 0.55, text, align="L", wrapmode=WrapMode.CHAR, new_x=XPos.LEFT, new_y=YPos.NEXT)
+            self.set_y(self.get_y() + 1.5)
+            self.set_x(left)
+        self.set_xy(_MARGIN + 4, top + above_url)
+        self.set_font("cjk", size=8)
+        self.multi_cell(_PAGE_W - 2 * _MARGIN - 8, 5, url, align="L", wrapmode=WrapMode.CHAR)
+
+
+def render_pdf(
+    kind: DocumentKind,
+    case_id: str,
+    issued_at: datetime,
+    fields: dict[str, Any],
+    addressee: str,
+    *,
+    verification_code: str,
+    document_sha256: str,
+    public_url: str,
+    font: PdfFont | None = None,
+) -> bytes:
+    """The document as a PDF: the text body's lines laid out, and a verification block whose QR
+    code opens `{public_url}/v/{code}`. A delivery receipt (送达回证) is a printable form whose QR
+    code checks the delivered document. Raises NoPdfFont when no CJK font is found."""
+    font = font or find_pdf_font()
+    if font is None:
+        raise NoPdfFont("no CJK font: install fonts-noto-cjk or set " + PDF_FONT_ENV)
+    parts = _parts(kind, case_id, issued_at, fields, addressee)
+    pdf = _DocumentPdf(font, f"{parts.case_line}　核验码：{verification_code}")
+    pdf.set_creation_date(issued_at)
+    pdf.set_title(parts.title)
+    pdf.set_subject(case_id)
+    pdf.set_creator(f"petition-engine (文书模板 {TEMPLATE_VERSION})")
+    pdf.set_lang("zh-CN")
+    pdf.add_page()
+    pdf.heading(_pdf_text(parts.title), _pdf_text(parts.case_line))
+    if kind == DocumentKind.delivery_receipt:
+        _receipt_form(pdf, [_pdf_text(line) for line in parts.body])
+    else:
+        for line in parts.body:
+            pdf.paragraph(_pdf_text(line))
+            pdf.set_y(pdf.get_y() + 1.5)
+    pdf.set_y(pdf.get_y() + 10)
+    if pdf.get_y() + 36 > _PAGE_H - _BOTTOM:  # the issuer, 经办人 and date stay together
+        pdf.add_page()
+    for signed in (parts.issuer, parts.handled_by, parts.date):
+        if signed:
+            pdf.paragraph(_pdf_text(signed), align="R")
+    pdf.set_text_color(*_GREY)
+    pdf.paragraph(_pdf_text(parts.template_line), size=8, height=5, align="R")
+    pdf.set_text_color(0, 0, 0)
+
+    own = [
+        (f"核验码：{verification_code}", 11.0),
+        ("文书摘要（SHA-256）：", 8.0),
+        (document_sha256, 8.0),
+    ]
+    delivered = delivered_verification_code(fields) if kind == DocumentKind.delivery_receipt else None
+    if delivered:
+        url = verification_url(public_url, delivered)
+        lines = [
+            ("用手机扫描二维码，即可核验所送达的文书是否由本机关出具、内容是否被改动。", 10.0),
+            (f"所送达文书的核验码：{delivered}", 11.0),
+            (f"本回证{own[0][0]}", 9.0),
+            *own[1:],
+        ]
+    else:
+        url = verification_url(public_url, verification_code)
+        lines = [("用手机扫描二维码，即可核验本文书是否由本机关出具、内容是否被改动。", 10.0), *own]
+    pdf.verification_block(url, lines)
+    return bytes(pdf.output())
+
+
+def _receipt_form(pdf: _DocumentPdf, body: list[str]) -> None:
+    """送达回证 as a form: what was delivered, how, and blanks to fill in by hand on delivery."""
+    rows: list[tuple[str, str]] = []
+    for line in body:
+        label, sep, value = line.partition("：")
+        if not sep:
+            label, value = "", line
+        rows.append((label, _delivered_title(value) if label == "送达文书" else value))
+    rows += [("受送达人签名（盖章）", ""), ("送达日期", "　　　　年　　月　　日"), ("送达人", "")]
+    pdf.set_font("cjk", size=12)
+    with pdf.table(
+        col_widths=(50, 110),
+        first_row_as_headings=False,
+        text_align=("CENTER", "LEFT"),
+        wrapmode=WrapMode.CHAR,
+        line_height=7,
+        padding=(3, 3),
+    ) as table:
+        for label, value in rows:
+            tall = label.startswith("受送达人签名")
+            table.row((label, value), min_height=26 if tall else 14)
+
+
+def pdf_path(text_path: Path) -> Path:
+    """The PDF beside a document's text file: same folder, same stem."""
+    return text_path.with_suffix(".pdf")
+
+
+def write_pdf(
+    text_path: Path,
+    kind: DocumentKind,
+    case_id: str,
+    issued_at: datetime,
+    fields: dict[str, Any],
+    addressee: str,
+    *,
+    verification_code: str,
+    document_sha256: str,
+    public_url: str,
+) -> Path | None:
+    """Write the PDF beside `text_path` (atomically; kept when already there). Without a CJK font
+    it logs one warning per process and returns None: the text document stands on its own."""
+    global _warned_no_font
+    target = pdf_path(text_path)
+    if target.exists():
+        return target
+    font = find_pdf_font()
+    if font is None:
+        if not _warned_no_font:
+            _warned_no_font = True
+            _log.warning("no CJK font found: documents are issued without their PDF",
+                         hint=f"install fonts-noto-cjk or set {PDF_FONT_ENV}")
+        return None
+    data = render_pdf(
+        kind, case_id, issued_at, fields, addressee,
+        verification_code=verification_code, document_sha256=document_sha256, public_url=public_url, font=font,
+    )
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem + ".", suffix=".pdf.tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -7,10 +7,14 @@ retried activity never duplicates what it did.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import multiprocessing
 import os
 import tomllib
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -30,14 +34,14 @@ from activities.db import (
     TriageDecisionRow,
     get_engine,
 )
-from activities.documents import TEMPLATE_VERSION, document_path, footer, render_body
+from activities.documents import TEMPLATE_VERSION, document_path, footer, render_body, write_pdf
 from activities.ledger import Ledger, make_entry, verification_code
 from activities.notify import Notice, NotifyError, RecordingNotifier, build_notifier
 from engine.config import RULES_DIR, Settings
 from engine.logs import get_logger
 from rules.deadlines import CalendarSnapshot
 from rules.triage import Triage, TriageInput, TriageResult, load_triage
-from rules.vocabulary import Risk
+from rules.vocabulary import DocumentKind, Risk
 from workflows.models import (
     DIGEST_WORKFLOW,
     ArbitrationRecord,
@@ -59,6 +63,17 @@ from workflows.models import (
 )
 
 log = get_logger(component="activities")
+
+
+_PDF_POOL: ProcessPoolExecutor | None = None
+
+
+def _pdf_pool() -> ProcessPoolExecutor:
+    """One process renders PDFs for this worker ("spawn": the worker process has threads)."""
+    global _PDF_POOL
+    if _PDF_POOL is None:
+        _PDF_POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    return _PDF_POOL
 
 
 def digest_id_for(unit: str, batch_at: datetime) -> str:
@@ -83,6 +98,7 @@ class PetitionActivities:
         self._officials: dict[str, Any] | None = None
         # One writer at a time per process for the ledger (the ledger also serialises across processes).
         self._doc_lock = asyncio.Lock()
+        self._pdf_tasks: set[asyncio.Task[None]] = set()
 
     def all(self) -> list[Any]:
         return [
@@ -228,6 +244,9 @@ class PetitionActivities:
             row.mediation_succeeded = snap.mediation_succeeded
             row.overdue = snap.overdue
             row.closed_at = snap.closed_at
+            row.next_deadline = snap.next_deadline.value if snap.next_deadline else None
+            row.next_due = snap.next_due
+            row.next_due_provisional = snap.next_due_provisional
             row.updated_at = datetime.now(row.registered_at.tzinfo)
             s.add(row)
             seqs = [e.seq for e in snap.events]
@@ -266,7 +285,56 @@ class PetitionActivities:
     @activity.defn(name="issue_document")
     async def issue_document(self, req: DocumentRequest) -> DocumentIssued:
         async with self._doc_lock:
-            return await asyncio.to_thread(self._issue_document, req)
+            issued = await asyncio.to_thread(self._issue_document, req)
+        # The PDF in the background: it takes about half a second, and neither the log's appends nor
+        # the case's clock (a letter's time is when it is issued) should wait for it. The text is
+        # the document; a retry of this activity writes a PDF that is missing.
+        task = asyncio.create_task(self._issue_pdf(req, issued))
+        self._pdf_tasks.add(task)
+        task.add_done_callback(self._pdf_tasks.discard)
+        return issued
+
+    async def pdfs_written(self) -> None:
+        """Wait for the PDFs being rendered (tests; a worker shutting down)."""
+        while self._pdf_tasks:
+            await asyncio.gather(*list(self._pdf_tasks))
+
+    async def _issue_pdf(self, req: DocumentRequest, issued: DocumentIssued) -> None:
+        """The PDF beside the text file (to print, or to open on a phone and scan). The text is the
+        document; a PDF that cannot be written is logged, never a failed activity. A retry writes a
+        PDF that is missing. Rendered in a process of its own: it is CPU work (font subsetting), and
+        in this process it would hold the interpreter while cases' clocks and other activities run."""
+        try:
+            fields, addressee = await asyncio.to_thread(lambda: (self._fields(req), self._addressee(req.case_id)))
+            await asyncio.get_running_loop().run_in_executor(
+                _pdf_pool(),
+                functools.partial(
+                    write_pdf,
+                    Path(issued.path),
+                    req.kind,
+                    req.case_id,
+                    req.issued_at,
+                    fields,
+                    addressee,
+                    verification_code=issued.verification_code,
+                    document_sha256=issued.sha256,
+                    public_url=self.settings.resolved_public_url(),
+                ),
+            )
+        except Exception as err:
+            log.error("document pdf not written", case_id=req.case_id, kind=req.kind.value, error=repr(err))
+
+    def _addressee(self, case_id: str) -> str:
+        with Session(self.engine) as s:
+            people = s.exec(select(PetitionerRow).where(PetitionerRow.case_id == case_id).order_by(PetitionerRow.position)).all()  # type: ignore[arg-type]
+        return "、".join(p.name for p in people) or "信访人"
+
+    def _fields(self, req: DocumentRequest) -> dict[str, Any]:
+        """The document's fields, with what the engine adds: the acceptance notice's query code."""
+        if req.kind != DocumentKind.acceptance_notice:
+            return req.fields
+        url = f"{self.settings.resolved_public_url()}/q"
+        return {"query_code": self.settings.query_code(req.case_id), "query_url": url, **req.fields}
 
     def _issue_document(self, req: DocumentRequest) -> DocumentIssued:
         with Session(self.engine) as s:
@@ -279,9 +347,7 @@ class PetitionActivities:
                     verification_code=done.verification_code,
                     path=done.path,
                 )
-            people = s.exec(select(PetitionerRow).where(PetitionerRow.case_id == req.case_id).order_by(PetitionerRow.position)).all()  # type: ignore[arg-type]
-        addressee = "、".join(p.name for p in people) or "信访人"
-        body = render_body(req.kind, req.case_id, req.issued_at, req.fields, addressee)
+        body = render_body(req.kind, req.case_id, req.issued_at, self._fields(req), self._addressee(req.case_id))
         digest = hashlib.sha256(body).hexdigest()
         entry = make_entry(
             document_sha256=digest,
@@ -296,7 +362,7 @@ class PetitionActivities:
         path = document_path(self.settings.documents_dir, req.case_id, req.kind, n)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(body + footer(code, digest))
+        tmp.write_bytes(body + footer(code, digest, self.settings.resolved_public_url()))
         os.replace(tmp, path)
         with Session(self.engine) as s:
             s.add(

@@ -36,7 +36,7 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 
 from activities.db import CaseRow, DocumentRow, get_engine
-from activities.documents import _TITLES, FOOTER_MARK
+from activities.documents import _TITLES, FOOTER_MARK, read_copy
 from activities.ledger import Ledger, LedgerError, verification_code
 from engine.config import Settings
 from engine.desk import InputError
@@ -105,26 +105,11 @@ def masked_case(case_id: str) -> str:
 
 
 def normalise_copy(data: bytes) -> bytes:
-    """A copy of a document as the log hashed it, undoing only what cannot change its meaning.
-
-    The encoding (UTF-8, with or without BOM, else GB18030, which includes GBK), CRLF or CR line
-    endings, whitespace at line ends and trailing blank lines, and the verification footer.
-    """
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    """A copy of a document as the log hashed it (activities.documents.read_copy)."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        try:
-            text = data.decode("gb18030")
-        except UnicodeDecodeError as exc:
-            raise InputError("这个文件既不是 UTF-8 也不是 GBK/GB18030 编码的文本，无法核验。") from exc
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    if FOOTER_MARK in lines:  # the verification footer is not part of what the log hashed
-        lines = lines[: len(lines) - 1 - lines[::-1].index(FOOTER_MARK)]
-    while lines and not lines[-1]:
-        lines.pop()
-    return ("\n".join(lines) + "\n").encode("utf-8")
+        return read_copy(data)[0]
+    except ValueError as exc:
+        raise InputError("这个文件既不是 UTF-8 也不是 GBK/GB18030 编码的文本，无法核验。") from exc
 
 
 def _client(request: Request) -> str:

@@ -24,7 +24,7 @@ from activities.db import (
     TriageDecisionRow,
     get_engine,
 )
-from activities.documents import split_document
+from activities.documents import read_copy
 from activities.ledger import Ledger, LedgerState, verification_code, verify_document
 from engine.config import Settings
 from engine.desk import InputError, load_calendar
@@ -55,7 +55,7 @@ def _read_only_sqlite(path: Path) -> sa.Engine:
     )
 
 
-def _existing_ledger(settings: Settings) -> Ledger:
+def existing_ledger(settings: Settings) -> Ledger:
     """The ledger of an engine data folder that already exists; never creates anything.
 
     `get_engine` and `Ledger` create what they miss (the SQLite file and its folders, the tables,
@@ -204,8 +204,12 @@ def verify_file(settings: Settings, path: Path) -> tuple[bool, str, dict[str, An
         raise InputError(f"{path}: not allowed to read this file.") from None
     except OSError as exc:
         raise InputError(f"{path} cannot be read ({exc.strerror or type(exc).__name__}).") from None
-    ledger = _existing_ledger(settings)
-    body, code = split_document(data)
+    ledger = existing_ledger(settings)
+    try:
+        # A copy re-saved with other line ends or in GBK is the same document (read_copy).
+        body, code = read_copy(data)
+    except ValueError:
+        return False, f"not genuine: {path} is not a text document (neither UTF-8 nor GBK/GB18030).", None
     sha = hashlib.sha256(body).hexdigest()
     if not settings.resolved_ledger_key_file().is_file() and ledger.find_by_document(sha):
         _require_signing_key(settings)  # a recorded document's proof needs a signed head
@@ -229,14 +233,14 @@ def verify_file(settings: Settings, path: Path) -> tuple[bool, str, dict[str, An
 
 def ledger_head(settings: Settings) -> dict[str, Any]:
     """The log's signed tree head now (refused, creating nothing, where there is no engine data)."""
-    ledger = _existing_ledger(settings)
+    ledger = existing_ledger(settings)
     _require_signing_key(settings)
     return ledger.signed_head().model_dump(mode="json")
 
 
 def ledger_consistency(settings: Settings, old: int, new: int) -> dict[str, Any]:
     """A consistency proof between two sizes of the log (refused, creating nothing, without engine data)."""
-    ledger = _existing_ledger(settings)
+    ledger = existing_ledger(settings)
     _require_signing_key(settings)
     size = ledger.size()
     if not (0 < old <= new <= size):

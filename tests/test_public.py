@@ -137,3 +137,25 @@ def test_rate_limit() -> None:
     limit = RateLimit(limit=3, window_s=60)
     assert [limit.allow("ip", now=t) for t in (0, 1, 2, 3)] == [True, True, True, False]
     assert limit.allow("ip", now=61) and limit.allow("other", now=3)
+
+
+def test_the_cli_verifies_a_crlf_or_gbk_copy_and_answers_a_code(
+    issued: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from starter import EXIT_FAILED, EXIT_OK, main
+
+    settings: Settings = issued["settings"]
+    doc = issued["docs"][1]
+    monkeypatch.setenv("PETITION_DATA_DIR", str(settings.data_dir))
+    text = Path(doc.path).read_text(encoding="utf-8")
+    for name, data in [("crlf.txt", text.replace("\n", "\r\n").encode()), ("gbk.txt", text.encode("gb18030"))]:
+        (tmp_path / name).write_bytes(data)
+        assert asyncio.run(main(["verify", str(tmp_path / name)])) == EXIT_OK, capsys.readouterr()
+        assert capsys.readouterr().out.startswith("genuine")
+    (tmp_path / "changed.txt").write_text(text.replace("已督促", "未督促"), encoding="utf-8")
+    assert asyncio.run(main(["verify", str(tmp_path / "changed.txt")])) == EXIT_FAILED
+    # The code printed on the document (what a petitioner types) names its entry.
+    assert asyncio.run(main(["verify", doc.verification_code])) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "信访事项办理意见书" in out and f"/v/{doc.verification_code}" in out
+    assert asyncio.run(main(["verify", "L99-deadbeef"])) == EXIT_FAILED
