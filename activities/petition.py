@@ -10,6 +10,7 @@ import asyncio
 import functools
 import hashlib
 import multiprocessing
+import signal
 import os
 import tomllib
 from concurrent.futures import ProcessPoolExecutor
@@ -66,14 +67,38 @@ log = get_logger(component="activities")
 
 
 _PDF_POOL: ProcessPoolExecutor | None = None
+_PDF_TASKS: set[asyncio.Task[None]] = set()  # PDFs being rendered by this process's activities
+
+
+def _pdf_process_init() -> None:
+    """The PDF process holds none of its parent's output pipes (a caller reading the parent's
+    output must see it end when the parent ends) and dies with its parent (which may leave by
+    `os._exit`), instead of lingering."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _pdf_pool() -> ProcessPoolExecutor:
     """One process renders PDFs for this worker ("spawn": the worker process has threads)."""
     global _PDF_POOL
     if _PDF_POOL is None:
-        _PDF_POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        _PDF_POOL = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_pdf_process_init
+        )
     return _PDF_POOL
+
+
+async def pdfs_written() -> None:
+    """Wait for the PDFs still being rendered (the scenario runner, tests, a worker stopping)."""
+    while _PDF_TASKS:
+        await asyncio.gather(*list(_PDF_TASKS), return_exceptions=True)
 
 
 def digest_id_for(unit: str, batch_at: datetime) -> str:
@@ -98,7 +123,6 @@ class PetitionActivities:
         self._officials: dict[str, Any] | None = None
         # One writer at a time per process for the ledger (the ledger also serialises across processes).
         self._doc_lock = asyncio.Lock()
-        self._pdf_tasks: set[asyncio.Task[None]] = set()
 
     def all(self) -> list[Any]:
         return [
@@ -290,14 +314,12 @@ class PetitionActivities:
         # the case's clock (a letter's time is when it is issued) should wait for it. The text is
         # the document; a retry of this activity writes a PDF that is missing.
         task = asyncio.create_task(self._issue_pdf(req, issued))
-        self._pdf_tasks.add(task)
-        task.add_done_callback(self._pdf_tasks.discard)
+        _PDF_TASKS.add(task)
+        task.add_done_callback(_PDF_TASKS.discard)
         return issued
 
     async def pdfs_written(self) -> None:
-        """Wait for the PDFs being rendered (tests; a worker shutting down)."""
-        while self._pdf_tasks:
-            await asyncio.gather(*list(self._pdf_tasks))
+        await pdfs_written()
 
     async def _issue_pdf(self, req: DocumentRequest, issued: DocumentIssued) -> None:
         """The PDF beside the text file (to print, or to open on a phone and scan). The text is the

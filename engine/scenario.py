@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.db import dispose_engines
+from activities.petition import pdfs_written
 from engine.config import Settings
 from engine.desk import InputError, Refused, act, history, parse_action, parse_intake, register
 from engine.servers import start_test_server
@@ -156,6 +157,7 @@ async def run_scenario(
                 desc = await handle.describe()
             status = "completed" if desc.status == WorkflowExecutionStatus.COMPLETED else "running"
             hist = history(settings, reg.case_id)
+            await pdfs_written()  # the documents' PDFs, rendered in the background, are all there
         events = [e for e in hist["events"] if e["kind"] != "rejected"]
         merged = sorted(events + rejected, key=lambda e: e["offset_s"])
         return {
