@@ -10,8 +10,8 @@ import asyncio
 import functools
 import hashlib
 import multiprocessing
-import signal
 import os
+import signal
 import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
