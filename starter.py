@@ -26,8 +26,11 @@ Staff sign in: every command that reads or changes cases acts as a named account
 `--as NAME` (its token file, written by `users add`) or PETITION_TOKEN_FILE. `users add` on an
 engine without accounts creates the first admin without signing in.
 
-Exit status: 0 done; 1 a verification that failed or an action the rules refused; 2 bad input
-(for `ledger monitor` also: the log could not be reached); 3 the log failed a witness check.
+Exit status: 0 done; 1 a verification that failed or an action the rules refused (also a
+`register` of a matter finalised by re-review: the new case records the refusal and its notice);
+2 bad input, with a sentence naming the field, and nothing stored (for `ledger monitor` also: the
+log could not be reached); 3 the log failed a witness check; 4 the engine (Temporal) could not be
+reached (start it with `make run`, or set TEMPORAL_ADDRESS).
 Connects to TEMPORAL_ADDRESS, else to the embedded dev server that `python worker.py` started.
 """
 
@@ -42,36 +45,50 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from temporalio.service import RPCError, RPCStatusCode
+
 from engine.config import Settings, load_settings
-from engine.desk import InputError, Refused
+from engine.desk import InputError, Refused, check_case_id, parse_json_text, read_json_input
 from engine.staff import AccessError, AccountError
 from rules.access import may, may_view
 from rules.ruleset import RuleFileError
-from workflows.models import Actor
+from workflows.models import Actor, printable
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 4
 
 
 def _print(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
-def _read_json(source: str) -> Any:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+def _engine_address(settings: Settings) -> str:
+    """Where engine.servers.connect connects."""
+    return settings.temporal_address or f"127.0.0.1:{settings.server_port}"
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True when `exc` says the Temporal server did not answer (no connection, or it went away)."""
+    if isinstance(exc, RPCError):
+        return exc.status == RPCStatusCode.UNAVAILABLE
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
 
 
 async def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
     from engine.desk import parse_intake, register
     from engine.servers import connect
 
-    intake = parse_intake(_read_json(args.file))
+    intake = parse_intake(read_json_input(args.file))
     actor = _actor(args, settings)
     client = await connect(settings)
     reg = await register(client, settings, intake, calendar=args.calendar, actor=actor)
+    if reg.prior_final_case:
+        # The case exists only to record the refusal and send the petitioner its notice.
+        raise Refused(
+            reg.case_id,
+            "register",
+            f"This matter was finalised by re-review in case {reg.prior_final_case}; case {reg.case_id} "
+            "records the refusal and its notice to the petitioner.",
+        )
     if reg.repeat_visit:
         print(f"{reg.case_id}\trepeat visit {reg.visits}")
     else:
@@ -83,10 +100,8 @@ async def cmd_act(args: argparse.Namespace, settings: Settings) -> int:
     from engine.desk import act, parse_action
     from engine.servers import connect
 
-    try:
-        data = json.loads(args.data) if args.data else {}
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--data is not valid JSON ({exc.msg}).") from exc
+    check_case_id(args.case)
+    data = parse_json_text(args.data, "--data") if args.data else {}
     parse_action(args.action, data)
     actor = _actor(args, settings)
     client = await connect(settings)
@@ -108,9 +123,15 @@ async def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
     from engine.servers import connect
     from workflows.models import CaseState
 
+    check_case_id(args.case)
     actor = _actor(args, settings)
     client = await connect(settings)
-    state = await client.get_workflow_handle(args.case).query("state", result_type=CaseState)
+    try:
+        state = await client.get_workflow_handle(args.case).query("state", result_type=CaseState)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise InputError(f"There is no case '{args.case}'.") from None
+        raise
     _require_view(actor, state.unit)
     _print(state.model_dump(mode="json"))
     return EXIT_OK
@@ -538,11 +559,25 @@ async def main(argv: list[str] | None = None) -> int:
     try:
         return await COMMANDS[args.command](args, settings)
     except (InputError, RuleFileError, AccountError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return EXIT_BAD_INPUT
     except (Refused, AccessError) as exc:
-        print(f"refused: {exc.error if isinstance(exc, Refused) else exc}", file=sys.stderr)
+        _say(f"refused: {exc.error if isinstance(exc, Refused) else exc}")
         return EXIT_FAILED
+    except (RuntimeError, RPCError) as exc:
+        if not _unreachable(exc):
+            raise
+        address = printable(_engine_address(settings), 120)
+        how = "start it with `make run` or set TEMPORAL_ADDRESS"
+        _say(f"error: the engine is not reachable at {address}: {how}.")
+        return EXIT_UNREACHABLE
+
+
+def _say(line: str) -> None:
+    """`line` on stderr, whatever it holds: a lone surrogate (from a file name or an argument that
+    is not UTF-8) is written as an escape, never as a UnicodeEncodeError."""
+    encoding = sys.stderr.encoding or "utf-8"
+    sys.stderr.write(line.encode(encoding, "backslashreplace").decode(encoding, "replace") + "\n")
 
 
 if __name__ == "__main__":

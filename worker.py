@@ -5,6 +5,13 @@
 
 Without TEMPORAL_ADDRESS it starts the embedded dev server (`temporal server start-dev`) with
 its SQLite file in the data folder and the Web UI on PETITION_UI_PORT (default 8233).
+
+Before it starts anything it checks the ports it will listen on (PETITION_SERVER_PORT,
+PETITION_UI_PORT, PETITION_WEB_PORT): a port already in use stops it with a sentence and exit
+status 2. The dev server it starts lives and dies with it: stopped on every way out (SIGINT,
+SIGTERM, SIGHUP, an error), sent SIGTERM by the kernel if the worker is killed (Linux), and a
+dev server left running by a killed worker on the same data folder is stopped at the next start
+(engine/servers.py, engine/devguard.py).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.masking import MaskingInterceptor
-from activities.petition import PetitionActivities
+from activities.petition import PetitionActivities, pdfs_written
 from engine.config import PROJECT_DIR, Settings, load_settings
 from engine.logs import configure_logging, get_logger
 from engine.staff import ensure_first_admin
@@ -93,7 +100,22 @@ async def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     configure_logging(settings.log_json)
     log = get_logger(component="worker")
+    from engine.servers import StartRefused, check_ports, reclaim_dev_server
+
+    embedded = not settings.temporal_address
+    try:
+        # Nothing starts until every port this worker needs is free: start_local() would attach to
+        # whatever listens on the dev server's port, and the web app would fail in the background.
+        if embedded:
+            reclaimed = reclaim_dev_server(settings)
+            if reclaimed:
+                log.warning(reclaimed)
+        check_ports(settings, embedded=embedded, web=not args.no_web)
+    except StartRefused as err:
+        print("\n".join(f"worker: {line}" for line in str(err).splitlines()), file=sys.stderr, flush=True)
+        return 2
     env = None
+    status = 0
     if settings.temporal_address:
         from engine.servers import connect, ensure_search_attributes
 
@@ -101,9 +123,22 @@ async def main(argv: list[str] | None = None) -> int:
         await ensure_search_attributes(client, settings.namespace)
         log.info("connected", address=settings.temporal_address, namespace=settings.namespace)
     else:
-        from engine.servers import start_dev_server
+        from engine.servers import running_dev_server, start_dev_server, stop_dev_server
 
-        env = await start_dev_server(settings)
+        try:
+            env = await start_dev_server(settings)
+        except Exception as exc:
+            print(f"worker: the embedded dev server did not start ({exc}); nothing is left running.", file=sys.stderr)
+            return 1
+        if running_dev_server(settings) is None:
+            # Ours exited at once (a port taken since the check): the SDK would use whatever answers there.
+            await stop_dev_server(settings, env)
+            print(
+                f"worker: the embedded dev server exited right after it started; is port {settings.server_port} "
+                f"(PETITION_SERVER_PORT) or {settings.ui_port} (PETITION_UI_PORT) taken? Nothing is left running.",
+                file=sys.stderr,
+            )
+            return 2
         client = env.client
         log.info(
             "embedded dev server started",
@@ -113,9 +148,17 @@ async def main(argv: list[str] | None = None) -> int:
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    web = None
+    web: asyncio.Task[None] | None = None
+    web_failed: list[str] = []
+
+    def web_done(task: asyncio.Task[None]) -> None:
+        # The web app cannot listen (a port taken since the check): the worker stops with it.
+        if not task.cancelled() and task.exception() is not None:
+            web_failed.append(str(task.exception()))
+            stop.set()
+
     try:
         first_password = ensure_first_admin(settings)
         if first_password:
@@ -130,6 +173,7 @@ async def main(argv: list[str] | None = None) -> int:
             from engine.web import serve, web_url
 
             web = asyncio.create_task(serve(settings))
+            web.add_done_callback(web_done)
             log.info("web app", address=web_url(settings), temporal_ui=f"{web_url(settings)}/temporal/")
         async with build_worker(client, settings):
             log.info("worker running", task_queue=settings.task_queue, data_dir=str(settings.data_dir))
@@ -138,12 +182,19 @@ async def main(argv: list[str] | None = None) -> int:
                 log.info("try: python starter.py list   |   python starter.py history CASE_ID")
             await stop.wait()
             log.info("stopping")
+            try:  # the documents' PDFs still being rendered (activities/petition.py)
+                await asyncio.wait_for(pdfs_written(), timeout=30)
+            except TimeoutError:
+                log.warning("some document PDFs were not finished; their text documents are issued")
+        if web_failed:
+            print(f"worker: {web_failed[0]}; the worker stopped.", file=sys.stderr, flush=True)
+            status = 2
     finally:
         if web is not None:
             web.cancel()
         if env is not None:
-            await env.shutdown()
-    return 0
+            await stop_dev_server(settings, env)
+    return status
 
 
 if __name__ == "__main__":

@@ -432,8 +432,17 @@ class PetitionActivities:
         try:
             delivery = await notifier.send(notice)
         except NotifyError as err:
-            log.warning("notification not delivered", case_id=req.case_id, tier=req.tier.value, error=str(err))
-            raise ApplicationError(str(err), type="NotDelivered", non_retryable=not err.retryable) from err
+            attempt = activity.info().attempt if activity.in_activity() else 1
+            log.warning(
+                "notification not delivered", case_id=req.case_id, tier=req.tier.value, attempt=attempt, error=str(err)
+            )
+            # The case's timeline says which adapter tried and how often (workflows/petition.py).
+            raise ApplicationError(
+                str(err),
+                {"adapter": getattr(notifier, "name", "?"), "attempt": attempt},
+                type="NotDelivered",
+                non_retryable=not err.retryable,
+            ) from err
         log.info("notification sent", case_id=req.case_id, tier=req.tier.value, adapter=delivery.adapter)
         return NotificationSent(
             channel=delivery.channel,

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
+import sys
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -23,7 +25,8 @@ from engine.config import Settings
 from rules.access import may
 from rules.deadlines import SHANGHAI, CalendarSnapshot, HolidayCalendar
 from rules.ruleset import RuleSet, load_rules
-from rules.vocabulary import MAX_CONTENT_CHARS
+from rules.vocabulary import MAX_CONTENT_CHARS, MAX_INPUT_BYTES
+from rules.vocabulary import MAX_TITLE_CHARS as MAX_TITLE_CHARS  # checked by the Intake model
 from workflows.models import (
     ACTION_INPUTS,
     PETITION_WORKFLOW,
@@ -32,6 +35,7 @@ from workflows.models import (
     CaseStart,
     Intake,
     describe_validation_error,
+    printable,
 )
 
 
@@ -54,12 +58,84 @@ class Registration(BaseModel):
     prior_final_case: str | None = None
 
 
-MAX_TITLE_CHARS = 200
+# A petition's case number (new_case_id): anything else (a digest's or an arbitration's workflow id)
+# is not a case an operator may act on or read.
+CASE_ID = re.compile(r"XF-[0-9]{8}-[0-9A-F]{8}")
+
+
+def check_case_id(case_id: str) -> str:
+    """`case_id` if it is a case number; InputError with a sentence otherwise (nothing is contacted)."""
+    if not isinstance(case_id, str) or not CASE_ID.fullmatch(case_id):
+        shown = printable(case_id, 60) if isinstance(case_id, str) else _json_kind(case_id)
+        raise InputError(f"'{shown}' is not a case number; a case number looks like XF-20260315-1A2B3C4D.")
+    return case_id
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "a list", str: "a string", bool: "true or false", int: "a number", float: "a number"}
+    found = (name for kind, name in kinds.items() if isinstance(value, kind))
+    return next(found, "null" if value is None else "that")
+
+
+def read_json_input(source: str) -> Any:
+    """The JSON in file `source` (or stdin for "-"): at most MAX_INPUT_BYTES of UTF-8 (a BOM is
+    allowed); anything else is refused with a sentence naming the input, having read no more than
+    the limit and one byte."""
+    name = "stdin" if source == "-" else printable(source, 120)
+    raw = _read_bytes(source, name, MAX_INPUT_BYTES + 1)
+    if len(raw) > MAX_INPUT_BYTES:
+        raise InputError(
+            f"{name}: is larger than {MAX_INPUT_BYTES:,} bytes; a petition's record is a few kilobytes "
+            "(register the gist and attach long material as documents)."
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        byte = f"0x{raw[exc.start]:02x} at offset {exc.start:,}"
+        raise InputError(f"{name}: is not UTF-8 text (byte {byte}); save it as UTF-8.") from None
+    return parse_json_text(text, name)
+
+
+def _read_bytes(source: str, name: str, limit: int) -> bytes:
+    if source == "-":
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is not None:
+            return bytes(stream.read(limit))
+        return sys.stdin.read(limit).encode("utf-8", "surrogatepass")  # a text-only stdin (tests)
+    try:
+        with Path(source).open("rb") as f:
+            return f.read(limit)
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file.") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a folder, not a file; name the JSON file.") from None
+    except PermissionError:
+        raise InputError(f"{name}: cannot be read (permission denied).") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot be read ({exc.strerror or type(exc).__name__}).") from None
+
+
+def parse_json_text(text: str, name: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+    except RecursionError:
+        what = "a petition's record or an action's data"
+        raise InputError(f"{name}: is nested too deeply to be {what}.") from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise InputError(f"{name}: holds a number with too many digits to be read.") from None
 
 
 def parse_intake(data: Any) -> Intake:
+    """An Intake from an operator's record, or InputError with one sentence per problem, each naming
+    the field. The Intake model holds the rules (so every entry point applies them) but for the
+    content's length, which is the desk's: cases started another way must still decode."""
     if not isinstance(data, dict):
-        raise InputError("An intake record is a JSON object with the fields of the scenario contract's `petition`.")
+        raise InputError(
+            "An intake record is a JSON object with the fields of the scenario contract's `petition`, "
+            f"not {_json_kind(data)}."
+        )
     try:
         intake = Intake.model_validate(data)
     except ValidationError as exc:
@@ -69,19 +145,19 @@ def parse_intake(data: Any) -> Intake:
             f"intake field 'content': is {len(intake.content):,} characters long; a petition's content may be at most "
             f"{MAX_CONTENT_CHARS:,} characters. Register the gist and attach the rest as documents."
         )
-    if len(intake.title) > MAX_TITLE_CHARS:
-        raise InputError(
-            f"intake field 'title': is {len(intake.title):,} characters long; a title may be at most {MAX_TITLE_CHARS} characters."
-        )
     return intake
 
 
 def parse_action(action: str, data: Any) -> BaseModel:
     model = ACTION_INPUTS.get(action)
     if model is None:
-        raise InputError(f"Unknown action '{action}'; the actions are: {', '.join(ACTION_INPUTS)}.")
+        raise InputError(f"Unknown action '{printable(action)}'; the actions are: {', '.join(ACTION_INPUTS)}.")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{action} data is a JSON object of the action's fields, not {_json_kind(data)}.")
     try:
-        return model.model_validate(data or {})
+        return model.model_validate(data)
     except ValidationError as exc:
         raise InputError(describe_validation_error(exc, f"{action} data")) from exc
 
@@ -199,6 +275,7 @@ def _case_outcome(settings: Settings, case_id: str) -> str | None:
 async def act(client: Client, settings: Settings, case_id: str, action: str, data: Any, *, actor: Actor) -> ActionResult:
     """Send one action to a case as `actor` (the signed-in account: the case's validator checks its
     role and unit). Refusals raise `Refused` (and are recorded); bad data `InputError`."""
+    check_case_id(case_id)
     payload = parse_action(action, data).model_copy(update={"by": actor})
     handle = client.get_workflow_handle(case_id)
     try:
@@ -222,6 +299,7 @@ async def act(client: Client, settings: Settings, case_id: str, action: str, dat
 
 def history(settings: Settings, case_id: str) -> dict[str, Any]:
     """The case's timeline in the scenario contract's vocabulary, refusals included."""
+    check_case_id(case_id)
     engine = get_engine(settings.resolved_database_url())
     with Session(engine) as s:
         row = s.get(CaseRow, case_id)

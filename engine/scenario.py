@@ -5,7 +5,6 @@ through the real worker, workflows and activities on the time-skipping test serv
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import shutil
 import tempfile
@@ -20,7 +19,16 @@ from temporalio.client import WorkflowExecutionStatus
 from activities.db import dispose_engines
 from activities.petition import pdfs_written
 from engine.config import Settings
-from engine.desk import InputError, Refused, act, history, parse_action, parse_intake, register
+from engine.desk import (
+    InputError,
+    Refused,
+    act,
+    history,
+    parse_action,
+    parse_intake,
+    read_json_input,
+    register,
+)
 from engine.servers import start_test_server
 from rules.access import REVIEWING_BODY_ACTIONS, roles_for
 from rules.vocabulary import StaffRole, Stage
@@ -69,12 +77,7 @@ class Scenario(BaseModel):
 
 def load_scenario(path: Path) -> tuple[Scenario, Intake]:
     """Parse and validate a scenario file; InputError with a one-line reason when it is not valid."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such file.") from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+    raw = read_json_input(str(path))  # size, encoding, nesting, a folder: refused with a sentence
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from activities.db import StaffRow, StaffTokenRow, get_engine
 from engine.config import Settings
 from rules.access import PERMISSION_TEXT, may
-from rules.vocabulary import StaffRole
+from rules.vocabulary import MAX_NAME_CHARS, StaffRole
 from workflows.models import Actor
 
 SESSION_TTL = timedelta(hours=8)
@@ -93,6 +93,8 @@ def add_user(
         raise AccountError(f"username '{username}': use 2-40 letters, digits, '.', '_' or '-'.")
     if role == StaffRole.unit and not (unit and unit.strip()):
         raise AccountError("a unit account needs --unit: the unit whose cases it acts on.")
+    if unit and len(unit.strip()) > MAX_NAME_CHARS:
+        raise AccountError(f"--unit is {len(unit.strip())} characters long; a unit's name may be at most {MAX_NAME_CHARS}.")
     if role != StaffRole.unit and unit:
         raise AccountError(f"only unit accounts have a unit; a {role.value} account acts for the whole office.")
     if password is not None and len(password) < 10:

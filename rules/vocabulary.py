@@ -13,6 +13,18 @@ from enum import StrEnum
 # Triage reads at most this much of any text that reaches it another way.
 MAX_CONTENT_CHARS = 20_000
 
+# What intake and the actions accept (workflows/models.py checks them, so every entry point does).
+# Unit and locality names become Temporal search attributes (PetitionUnit), which the server caps at
+# 2,048 bytes once JSON-escaped; 100 characters stay far below that even at 12 bytes a character.
+MAX_NAME_CHARS = 100  # a person's, a unit's, a locality's or an approver's name
+MAX_TITLE_CHARS = 200  # a petition's title
+MAX_NOTE_CHARS = 2_000  # a reason or a note given with an action
+MAX_OFFICIALS = 20  # officials named in one major-risk flag
+MAX_WORKER_COUNT = 100_000  # workers owed wages in one petition
+MAX_DISPUTED_AMOUNT = 1_000_000_000_000  # yuan (one trillion): beyond any one petition's dispute
+# The largest intake file (or stdin) starter.py reads, in bytes; a petition is a few kilobytes.
+MAX_INPUT_BYTES = 1_000_000
+
 
 class Channel(StrEnum):
     visit = "visit"  # 来访

@@ -43,13 +43,16 @@ async def test_low_risk_batch_has_not_gone_out_before_the_next_morning() -> None
     assert not kinds(r, "notification", tier="batch")
 
 
-async def test_undeliverable_high_risk_notice_escalates() -> None:
-    r = await run([], until="PT2H", risk="medium", notify_adapter="failing")
+async def test_undeliverable_priority_notice_is_retried_until_its_deadline_then_escalates() -> None:
+    r = await run([], until="PT3H", risk="medium", notify_adapter="failing")
     failed = one(r, "notification", tier="priority")
-    assert failed["delivered"] is False
+    assert (failed["channel"], failed["adapter"], failed["delivered"]) == ("push", "failing", False)
+    assert failed["gave_up"] == "deadline" and failed["attempts"] > 100  # a minute apart for 2 h
     alert = one(r, "notification", tier="overdue", deadline="notify_priority")
     assert alert["recipient_role"] == "supervision_office" and alert["delivered"]
-    assert alert["offset_s"] <= 2 * 3600
+    # what really carried it: a line in the duty log, by the recording adapter (not a push, not an SMS)
+    assert (alert["channel"], alert["adapter"]) == ("duty_log", "recording")
+    assert 2 * 3600 - 120 <= alert["offset_s"] <= 2 * 3600
 
 
 def _ladder(r: dict[str, object]) -> list[str]:

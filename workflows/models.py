@@ -6,15 +6,33 @@ Task-queue names live here too, so there is one place to look.
 
 from __future__ import annotations
 
+import math
 import re
+import sys
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from rules.deadlines import CalendarSnapshot
 from rules.ruleset import RuleSet
 from rules.vocabulary import (
+    MAX_CONTENT_CHARS,
+    MAX_DISPUTED_AMOUNT,
+    MAX_NAME_CHARS,
+    MAX_NOTE_CHARS,
+    MAX_OFFICIALS,
+    MAX_TITLE_CHARS,
+    MAX_WORKER_COUNT,
     ArbitrationEvent,
     Category,
     Channel,
@@ -43,8 +61,9 @@ ARBITRATION_WORKFLOW = "ArbitrationWorkflow"
 
 _GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _GB11643_CHECK = "10X98765432"
-_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
-_LANDLINE_RE = re.compile(r"^0\d{2,3}-?\d{7,8}$")
+# ASCII digits only: `\d` would also match other scripts' digits (٣, ३), which NFKC leaves alone.
+_MOBILE_RE = re.compile(r"^1[3-9][0-9]{9}$")
+_LANDLINE_RE = re.compile(r"^0[0-9]{2,3}-?[0-9]{7,8}$")
 
 
 def gb11643_check_digit(first17: str) -> str:
@@ -92,30 +111,124 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _required(message: str) -> AfterValidator:
-    """A text field that must say something; `message` tells the operator what is missing."""
+# What no text field may hold: C0/C1 control characters (NUL makes PostgreSQL refuse the row for
+# good) and lone surrogates (not characters: they cannot be written as UTF-8). Multi-line fields
+# (content, documents' text, reasons, notes) may hold line breaks and tabs.
+_NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_NOT_MULTILINE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _check_characters(value: str, *, multiline: bool) -> str:
+    """`value` with CR LF and CR made LF (multi-line fields); ValueError naming the first character
+    that is not text, by its code and position (never echoing the text)."""
+    if multiline:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    found = (_NOT_MULTILINE_TEXT if multiline else _NOT_TEXT).search(value)
+    if found is None:
+        return value
+    char, where = found.group(), f"at character {found.start() + 1:,}"
+    code = f"U+{ord(char):04X}"
+    if "\ud800" <= char <= "\udfff":
+        raise ValueError(f"holds a lone surrogate ({code}) {where}, which is not a character; re-enter it")
+    if char in "\n\r\t":
+        raise ValueError(f"holds a line break or tab {where}; this field is a single line")
+    allowed = "printable text, line breaks and tabs" if multiline else "printable text"
+    raise ValueError(f"holds a control character ({code}) {where}; it may hold only {allowed}")
+
+
+def _text(
+    max_chars: int, what: str, *, required: str | None = None, multiline: bool = False, hint: str = ""
+) -> AfterValidator:
+    """A text field: no control characters or lone surrogates, trimmed, at most `max_chars`
+    characters (`what` names it in the sentence, `hint` says what to do instead); `required`, if
+    given, is the sentence for an empty value."""
 
     def check(value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError(message)
+        value = _check_characters(value, multiline=multiline).strip()
+        if required is not None and not value:
+            raise ValueError(required)
+        if len(value) > max_chars:
+            limit = f"{what} may be at most {max_chars:,} characters"
+            raise ValueError(f"is {len(value):,} characters long; {limit}{hint}")
         return value
 
     return AfterValidator(check)
 
 
+def _number(what: str, *, whole: bool) -> BeforeValidator:
+    """Refuses what JSON or Python would otherwise turn into a number silently: true/false, NaN and
+    Infinity (also as strings such as "1e999"), and, for counts, fractions; an integral float
+    (3.0, 1e30) becomes an int so that the limit after it judges its size."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"is {str(value).lower()}, not {what}")
+        if isinstance(value, float | str):
+            try:
+                number = float(value)
+            except (ValueError, OverflowError):
+                return value  # not a number at all: the type's own sentence says so
+            if not math.isfinite(number):
+                raise ValueError(f"is not a finite number; give {what} in digits")
+            if whole and isinstance(value, float):
+                if not number.is_integer():
+                    raise ValueError(f"is not a whole number; give {what} as a whole number")
+                return int(number)
+        return value
+
+    return BeforeValidator(check)
+
+
+def _figure(value: float) -> str:
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,.2f}" if abs(value) < 1e15 else f"{value:.3g}"
+
+
+def _at_most(limit: int, sentence: str) -> AfterValidator:
+    """A number no larger than `limit`; `sentence` says so, with `{limit}` where the figure goes."""
+
+    def check(value: float) -> float:
+        if value > limit:
+            raise ValueError(f"is {_figure(value)}; {sentence.format(limit=_figure(limit))}")
+        return value
+
+    return AfterValidator(check)
+
+
+_AMOUNT = "an amount of money in yuan"
+_Amount = Annotated[
+    float,
+    _number(_AMOUNT, whole=False),
+    Field(ge=0),
+    _at_most(MAX_DISPUTED_AMOUNT, "an amount may be at most {limit} yuan"),
+]
+_WorkerCount = Annotated[
+    int,
+    _number("a number of workers", whole=True),
+    Field(ge=1),
+    _at_most(MAX_WORKER_COUNT, "a petition may count at most {limit} workers"),
+]
+
+
+def _folded(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
 class Petitioner(_Model):
-    name: Annotated[str, _required("the petitioner's name is empty")]
-    id_number: str | None = None
-    phone: str | None = None
+    name: Annotated[str, _text(MAX_NAME_CHARS, "a name", required="the petitioner's name is empty")]
+    id_number: Annotated[str, _text(MAX_NAME_CHARS, "an identity number")] | None = None
+    phone: Annotated[str, _text(MAX_NAME_CHARS, "a phone number")] | None = None
 
     @field_validator("id_number")
     @classmethod
     def _id_number(cls, v: str | None) -> str | None:
         if v is None:
             return None
-        v = v.strip().upper()
-        if not re.fullmatch(r"\d{17}[\dX]", v):
+        # Full-width digits and Ｘ (a Chinese input method's) are the same number: stored as ASCII,
+        # so that the same person is recognised on the next visit.
+        v = unicodedata.normalize("NFKC", v).strip().upper()
+        if not re.fullmatch(r"[0-9]{17}[0-9X]", v):
             raise ValueError("a mainland identity number has 17 digits and a check character (digit or X)")
         expected = gb11643_check_digit(v[:17])
         if v[17] != expected:
@@ -127,7 +240,7 @@ class Petitioner(_Model):
     def _phone(cls, v: str | None) -> str | None:
         if v is None:
             return None
-        v = v.strip().replace(" ", "")
+        v = unicodedata.normalize("NFKC", v).strip().replace(" ", "")
         if not (_MOBILE_RE.match(v) or _LANDLINE_RE.match(v)):
             raise ValueError("a phone number is an 11-digit mobile number starting 13-19, or a landline like 010-12345678")
         return v
@@ -139,24 +252,41 @@ class Petitioner(_Model):
             "phone": mask_phone(self.phone) if self.phone else None,
         }
 
+    def same_person(self, other: Petitioner) -> str | None:
+        """Why `other` is this petitioner again (the same identity number, or the same name and
+        phone where the identity numbers do not tell them apart), else None."""
+        if self.id_number and self.id_number == other.id_number:
+            return "the same identity number"
+        if self.id_number and other.id_number:
+            return None
+        if _folded(self.name) == _folded(other.name) and self.phone == other.phone:
+            if self.phone:
+                return "the same name and phone number"
+            return "the same name, with no identity number or phone"
+        return None
+
 
 class Intake(_Model):
     """The petition record an operator registers at the intake desk (the scenario contract's `petition`)."""
 
     channel: Channel
     office_level: OfficeLevel
-    locality: Annotated[str, _required("must not be empty")]
+    locality: Annotated[str, _text(MAX_NAME_CHARS, "a locality's name", required="must not be empty")]
     petitioners: list[Petitioner] = Field(min_length=1)
-    title: Annotated[str, _required("must not be empty")]
-    content: Annotated[str, _required("must not be empty")]
+    title: Annotated[str, _text(MAX_TITLE_CHARS, "a title", required="must not be empty")]
+    # Its length is capped at the desk (engine/desk.py parse_intake), not here: a case started
+    # another way with longer content must still decode, and triage reads only MAX_CONTENT_CHARS.
+    content: Annotated[
+        str, _text(sys.maxsize, "a petition's content", required="must not be empty", multiline=True)
+    ]
     category: Category | None = None
     risk: Risk | None = None
-    disputed_amount: float | None = Field(default=None, ge=0)
+    disputed_amount: _Amount | None = None
     facts_clear: bool | None = None
-    responsible_unit: str | None = None
+    responsible_unit: Annotated[str, _text(MAX_NAME_CHARS, "a unit's name")] | None = None
     # Not in the contract's example, but intake desks record them: people in the visit (人次) and,
     # for wage arrears, how many workers are owed (the classifier also reads it from the text).
-    worker_count: int | None = Field(default=None, ge=1)
+    worker_count: _WorkerCount | None = None
 
     @field_validator("responsible_unit")
     @classmethod
@@ -165,6 +295,31 @@ class Intake(_Model):
             return None
         return v.strip() or None
 
+    @field_validator("petitioners")
+    @classmethod
+    def _each_once(cls, v: list[Petitioner]) -> list[Petitioner]:
+        for j, later in enumerate(v):
+            for i in range(j):
+                why = v[i].same_person(later)
+                if why is not None:
+                    again = f"petitioners[{j}] is petitioners[{i}] again ({why})"
+                    raise ValueError(f"{again}; list each petitioner once")
+        return v
+
+
+def printable(text: str, limit: int = 40) -> str:
+    """`text` as it may appear in a message: control characters and lone surrogates escaped (a
+    terminal or UTF-8 stderr could not show them), cut to about `limit` characters."""
+    out: list[str] = []
+    size = 0
+    for ch in text:
+        piece = ch if ch.isprintable() else ascii(ch)[1:-1]
+        if size + len(piece) > limit:
+            return "".join(out) + "…"
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
+
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
@@ -172,22 +327,32 @@ def _loc(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + printable(str(part))
     return out
+
+
+_MAX_PROBLEMS = 10
 
 
 def describe_validation_error(exc: ValidationError, what: str) -> str:
     """One sentence per problem, each naming the field, for an operator."""
     parts = []
-    for err in exc.errors():
-        field = _loc(tuple(err.get("loc", ())))
+    errors = exc.errors()
+    for err in errors[:_MAX_PROBLEMS]:
+        loc = tuple(err.get("loc", ()))
         msg = str(err.get("msg", "is invalid"))
-        msg = msg.removeprefix("Value error, ")
+        msg = msg.removeprefix("Value error, ").rstrip(".")
         if err.get("type") == "enum":
-            msg = f"{msg} (got {err.get('input')!r})"
+            msg = f"{msg} (got {printable(repr(err.get('input')))})"
         if err.get("type") == "extra_forbidden":
             msg = "is not a field of this record"
-        parts.append(f"{what} field '{field}': {msg}")
+        if err.get("type") == "string_unicode" and isinstance(err.get("input"), str):
+            # a key that is not text (a lone surrogate): pydantic reports it at the record
+            loc, msg = (*loc, err["input"]), "is not a field of this record (its name holds a lone surrogate)"
+        field = _loc(loc)
+        parts.append(f"{what} field '{field}': {msg}" if field else f"{what}: {msg}")
+    if len(errors) > _MAX_PROBLEMS:
+        parts.append(f"and {len(errors) - _MAX_PROBLEMS:,} more problems")
     return "; ".join(parts) + "."
 
 
@@ -278,19 +443,27 @@ class _Action(_Model):
     by: Actor | None = None
 
 
+_Note = Annotated[str, _text(MAX_NOTE_CHARS, "a note", multiline=True)]
+_Reason = Annotated[str, _text(MAX_NOTE_CHARS, "a reason", multiline=True)]
+
+
 class AcceptInput(_Action):
-    unit: Annotated[str, _required("name the unit that accepts the case")]
+    unit: Annotated[
+        str, _text(MAX_NAME_CHARS, "a unit's name", required="name the unit that accepts the case")
+    ]
     facts_clear: bool | None = None
-    disputed_amount: float | None = Field(default=None, ge=0)
+    disputed_amount: _Amount | None = None
 
 
 class ReasonInput(_Action):
-    reason: Annotated[str, _required("give the reason in a sentence")]
+    reason: Annotated[
+        str, _text(MAX_NOTE_CHARS, "a reason", required="give the reason in a sentence", multiline=True)
+    ]
 
 
 class RedirectInput(_Action):
     route: RedirectRoute
-    reason: str | None = None
+    reason: _Reason | None = None
 
 
 class MediationResultInput(_Action):
@@ -299,13 +472,24 @@ class MediationResultInput(_Action):
 
 
 class ExtendInput(_Action):
-    days: int = Field(gt=0)
-    approved_by: Annotated[str, _required("name the leader who approved the extension")]
-    reason: Annotated[str, _required("give the reason for the extension")]
+    # The rules cap the days (rules/default.toml [extension]); a refusal there is recorded.
+    days: Annotated[int, _number("a number of days", whole=True), Field(gt=0)]
+    approved_by: Annotated[
+        str, _text(MAX_NAME_CHARS, "a name", required="name the leader who approved the extension")
+    ]
+    reason: Annotated[
+        str, _text(MAX_NOTE_CHARS, "a reason", required="give the reason for the extension", multiline=True)
+    ]
+
+
+_NO_TEXT = "the document's text must not be empty"
 
 
 class TextInput(_Action):
-    text: Annotated[str, _required("the document's text must not be empty")]
+    text: Annotated[
+        str,
+        _text(MAX_CONTENT_CHARS, "a document's text", required=_NO_TEXT, multiline=True),
+    ]
 
 
 class NoInput(_Action):
@@ -313,22 +497,26 @@ class NoInput(_Action):
 
 
 class FlagRiskInput(_Action):
-    reason: Annotated[str, _required("say why the risk is major")]
+    reason: Annotated[
+        str, _text(MAX_NOTE_CHARS, "a reason", required="say why the risk is major", multiline=True)
+    ]
     # Officials the supervision office names for a possible accountability letter (else configured per unit).
-    officials: list[str] = Field(default_factory=list)
+    officials: list[
+        Annotated[str, _text(MAX_NAME_CHARS, "a name", required="an official's name must not be empty")]
+    ] = Field(default_factory=list, max_length=MAX_OFFICIALS)
 
 
 class ProgressInput(_Action):
     substantive: bool
-    note: str = ""
+    note: _Note = ""
 
 
 class NoteInput(_Action):
-    note: str = ""
+    note: _Note = ""
 
 
 class WithdrawInput(_Action):
-    reason: str = ""
+    reason: _Reason = ""
 
 
 class BatchDelivered(_Model):
@@ -342,12 +530,12 @@ class BatchDelivered(_Model):
 
 class PauseInput(_Action):
     deadline: DeadlineName = DeadlineName.handling
-    reason: str = ""
+    reason: _Reason = ""
 
 
 class ArbitrationInput(_Action):
     event: ArbitrationEvent
-    note: str = ""
+    note: _Note = ""
 
 
 class ArbitrationStep(_Model):
@@ -574,5 +762,7 @@ SA_RISK = SearchAttributeKey.for_keyword("PetitionRisk")
 SA_UNIT = SearchAttributeKey.for_keyword("PetitionUnit")
 SA_OVERDUE = SearchAttributeKey.for_bool("PetitionOverdue")
 SA_OUTCOME = SearchAttributeKey.for_keyword("PetitionOutcome")
-SEARCH_ATTRIBUTES = (SA_STAGE, SA_CATEGORY, SA_RISK, SA_UNIT, SA_OVERDUE, SA_OUTCOME)
+SA_LOCALITY = SearchAttributeKey.for_keyword("PetitionLocality")  # a place name, never a person's
+SA_LADDER = SearchAttributeKey.for_keyword("PetitionLadder")  # warning | supervision | accountability | ended
+SEARCH_ATTRIBUTES = (SA_STAGE, SA_CATEGORY, SA_RISK, SA_UNIT, SA_OVERDUE, SA_OUTCOME, SA_LOCALITY, SA_LADDER)
 __all__ = ["ValidationError"]

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -50,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
         ARBITRATION_WORKFLOW,
         PETITION_WORKFLOW,
         SA_CATEGORY,
+        SA_LADDER,
+        SA_LOCALITY,
         SA_OUTCOME,
         SA_OVERDUE,
         SA_RISK,
@@ -98,8 +101,18 @@ T = TypeVar("T", bound=BaseModel)
 # or database outage delays a case, it never loses a step.
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 _ACTIVITY_TIMEOUT = timedelta(seconds=60)
-# A notice is retried only until its tier's deadline; then it escalates instead.
-_NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_attempts=4)
+# A notice is retried until its tier's deadline (the activity's schedule-to-close timeout is the
+# time left to it), at most a minute apart; then it escalates instead. Activity options are not
+# part of the commands replay compares, so running cases replay unchanged.
+_NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60)
+)
+# What the escalation really is: a line in the supervision office's duty log (`notifications.jsonl`,
+# written by the recording adapter in `send_fallback_notification`), whatever channel the rules name.
+DUTY_LOG = "duty_log"
+# New search attributes (PetitionLocality, PetitionLadder) and the ones a later action changes
+# (PetitionRisk on flag_major_risk): more upserts, so cases started before them keep the old path.
+MORE_SEARCH_ATTRIBUTES = "more-search-attributes"
 
 # The periods a petitioner waits on (shown at /q); the ladder's and notices' are the office's own.
 PETITIONER_PERIODS = frozenset(
@@ -173,6 +186,9 @@ class PetitionWorkflow:
         self.ladder_rearms = 0
         self.ladder_officials: list[str] = []
         self.ladder_reason = ""
+        # PetitionLadder: warning | supervision while a letter runs, then accountability (the ladder
+        # ended in an accountability recommendation) or ended (resolved, or the case closed).
+        self.ladder_sa: str | None = None
         self.arb_state: str | None = None
         self.sa_sent: dict[str, Any] = {}  # search attribute name -> value last upserted
         self.arb_handle: ChildWorkflowHandle[Any, Any] | None = None
@@ -681,7 +697,13 @@ class PetitionWorkflow:
     async def _do_flag_major_risk(self, d: FlagRiskInput) -> None:
         self.ladder_reason = d.reason
         self.ladder_officials = list(d.officials)
-        self._emit("ladder", ladder="flagged", reason=d.reason)
+        data: dict[str, Any] = {}
+        if workflow.patched(MORE_SEARCH_ATTRIBUTES) and self.risk != Risk.high:
+            # A major risk is a high risk from now on (the case's record and PetitionRisk say so;
+            # the triage event keeps what triage said).
+            data = {"risk": Risk.high.value, "previous_risk": self.risk.value if self.risk else None}
+            self.risk = Risk.high
+        self._emit("ladder", ladder="flagged", reason=d.reason, **data)
         await self._ladder_letter("warning")
 
     async def _do_report_progress(self, d: ProgressInput) -> None:
@@ -816,22 +838,28 @@ class PetitionWorkflow:
         fields["deadline"] = d.due.isoformat()
         letter = await self._document(_LADDER_LETTER[step], **fields)
         self.ladder_stage = step
+        self.ladder_sa = step
         self.ladder_progress = False
         self._emit("ladder", ladder=step, unit=unit, due=d.due.isoformat(), letter=letter.sha256)
         await self._petitioner_notice(step)
         self._arm(name, now)
+        if workflow.patched(MORE_SEARCH_ATTRIBUTES):
+            self._upsert_search_attributes()
 
     async def _petitioner_notice(self, step: str) -> None:
         enclosures = [self.opinion_doc.sha256] if self.opinion_doc else []
         await self._document(DocumentKind.petitioner_notice, ladder_step=step, enclosures=enclosures)
 
-    def _end_ladder(self, how: str, note: str = "") -> None:
+    def _end_ladder(self, how: str, note: str = "", upsert: bool = True) -> None:
         for name in (DeadlineName.risk_warning, DeadlineName.supervision):
             clock = self.clocks.get(name)
             if clock is not None and clock.status == "running":
                 clock.status = "stopped" if how != "resolved" else "met"
         if self.ladder_stage is not None or how == "accountability":
             self._emit("ladder", ladder="ended", how=how, note=note)
+            self.ladder_sa = "accountability" if how == "accountability" else "ended"
+            if upsert and workflow.patched(MORE_SEARCH_ATTRIBUTES):
+                self._upsert_search_attributes()
         self.ladder_stage = None
         self.changed = True
 
@@ -894,14 +922,15 @@ class PetitionWorkflow:
             body=body,
             deadline=due,
         )
-        timeout = (due - workflow.now()) if due else _ACTIVITY_TIMEOUT
+        # Retried until the tier's deadline (a notice without one, an overdue alert: for a minute).
+        timeout = max((due - workflow.now()) if due else _ACTIVITY_TIMEOUT, timedelta(seconds=1))
         try:
             sent = await workflow.execute_activity(
                 "send_notification",
                 req,
                 result_type=NotificationSent,
-                schedule_to_close_timeout=max(timeout, timedelta(seconds=1)),
-                start_to_close_timeout=min(_ACTIVITY_TIMEOUT, max(timeout, timedelta(seconds=1))),
+                schedule_to_close_timeout=timeout,
+                start_to_close_timeout=min(_ACTIVITY_TIMEOUT, timeout),
                 retry_policy=_NOTIFY_RETRY,
             )
             data: dict[str, Any] = {k: v for k, v in extra.items() if k != "what"}
@@ -911,14 +940,15 @@ class PetitionWorkflow:
                 recipient_role=role.value,
                 recipient=recipient,
                 channel=sent.channel.value,
-                delivered=True,
+                delivered=sent.delivered,
                 adapter=sent.adapter,
                 due=due.isoformat() if due else None,
                 **data,
             )
         except ActivityError as err:
-            # Not delivered before the tier's deadline: escalate through the fallback channel
-            # to the supervision office's duty desk, and raise an overdue alert.
+            # Not delivered before the tier's deadline (or refused for good): say so, with what was
+            # tried, then escalate to the supervision office's duty desk as an overdue alert.
+            failure = _notice_failure(err)
             self._emit(
                 "notification",
                 tier=tier.value,
@@ -926,7 +956,8 @@ class PetitionWorkflow:
                 recipient=recipient,
                 channel=channel.value,
                 delivered=False,
-                error=str(err.cause or err),
+                due=due.isoformat() if due else None,
+                **failure,
             )
             fallback = self.rules.notifications.fallback_channel
             escalation = NotificationRequest(
@@ -953,7 +984,10 @@ class PetitionWorkflow:
                 deadline=(within.value if within else "notification"),
                 recipient_role=RecipientRole.supervision_office.value,
                 recipient=escalation.recipient,
-                channel=sent.channel.value,
+                # The fallback writes the duty log through the recording adapter: that is its channel,
+                # whatever channel the rules name for it.
+                channel=DUTY_LOG if sent.adapter == "recording" else sent.channel.value,
+                adapter=sent.adapter,
                 delivered=sent.delivered,
                 escalated_from=role.value,
             )
@@ -1165,7 +1199,7 @@ class PetitionWorkflow:
             if clock.status in ("running", "paused"):
                 clock.status = "stopped"
         if self.ladder_stage is not None:
-            self._end_ladder("case_closed")
+            self._end_ladder("case_closed", upsert=False)  # upserted below, with the closed stage
         if self.arb_handle is not None and self.arb_state not in (ArbitrationEvent.confirmed.value, ArbitrationEvent.court.value):
             await self.arb_handle.signal("stop", outcome.value)
         self.stage = Stage.closed
@@ -1184,6 +1218,11 @@ class PetitionWorkflow:
         for key, value in ((SA_CATEGORY, self.category), (SA_RISK, self.risk), (SA_UNIT, self.unit), (SA_OUTCOME, self.outcome)):
             if value:
                 wanted[key.name] = (key, value.value if hasattr(value, "value") else value)
+        if workflow.patched(MORE_SEARCH_ATTRIBUTES):
+            # A place name (intake caps it at 100 characters; older cases are cut to that here).
+            wanted[SA_LOCALITY.name] = (SA_LOCALITY, self.intake.locality[:100])
+            if self.ladder_sa:
+                wanted[SA_LADDER.name] = (SA_LADDER, self.ladder_sa)
         if workflow.patched("upsert-changed-search-attributes"):
             # Only what changed since the last upsert, and nothing when nothing did: every upsert
             # is a server write (docs/benchmarks.md measured them as the engine's main overhead).
@@ -1192,6 +1231,35 @@ class PetitionWorkflow:
                 return
             self.sa_sent.update({name: kv[1] for name, kv in wanted.items()})
         workflow.upsert_search_attributes([key.value_set(value) for key, value in wanted.values()])
+
+
+def _notice_failure(err: ActivityError) -> dict[str, Any]:
+    """What a failed notice's activity tells the timeline: the adapter that tried, how many attempts,
+    why it stopped (its deadline passed, or the receiver refused it for good) and the last error.
+
+    `send_notification` puts {"adapter", "attempt"} in its error's details; when the deadline passes
+    the server reports a timeout whose cause is the last attempt's error.
+    """
+    cause = err.cause
+    if isinstance(cause, ActivityTimeout):
+        cause = cause.cause or cause
+    if err.retry_state == RetryState.NON_RETRYABLE_FAILURE:
+        gave_up = "refused"  # the receiver rejected it: retrying would not help
+    elif err.retry_state == RetryState.TIMEOUT or isinstance(err.cause, ActivityTimeout):
+        gave_up = "deadline"  # the next attempt would come after the tier's deadline
+    else:
+        gave_up = "error"
+    out: dict[str, Any] = {"gave_up": gave_up}
+    if isinstance(cause, ApplicationError):
+        info = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        if isinstance(info.get("adapter"), str):
+            out["adapter"] = info["adapter"]
+        if isinstance(info.get("attempt"), int):
+            out["attempts"] = info["attempt"]
+        out["error"] = cause.message
+    else:
+        out["error"] = str(cause or err)
+    return out
 
 
 __all__ = ["PetitionWorkflow", "AWAITING_ACCEPTANCE", "DeadlineStart"]
