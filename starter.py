@@ -48,7 +48,7 @@ from typing import Any
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine.config import Settings, load_settings
-from engine.desk import InputError, Refused, check_case_id, parse_json_text, read_json_input
+from engine.desk import InputError, NoWorker, Refused, check_case_id, parse_json_text, read_json_input
 from engine.staff import AccessError, AccountError
 from rules.access import may, may_view
 from rules.ruleset import RuleFileError
@@ -564,6 +564,9 @@ async def main(argv: list[str] | None = None) -> int:
     except (Refused, AccessError) as exc:
         _say(f"refused: {exc.error if isinstance(exc, Refused) else exc}")
         return EXIT_FAILED
+    except NoWorker as exc:
+        _say(f"error: {exc}")
+        return EXIT_UNREACHABLE
     except (RuntimeError, RPCError) as exc:
         if not _unreachable(exc):
             raise

@@ -10,7 +10,7 @@ import json
 import re
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db import CaseRow, RefusalRow, TimelineRow, get_engine
 from engine.config import Settings
@@ -41,6 +41,13 @@ from workflows.models import (
 
 class InputError(ValueError):
     """Bad input from an operator: the message is a sentence naming the field."""
+
+
+class NoWorker(Exception):
+    """The engine answers but no worker serves the case: nothing was sent."""
+
+
+WORKER_PROBE = timedelta(seconds=10)
 
 
 class Refused(Exception):
@@ -279,6 +286,20 @@ async def act(client: Client, settings: Settings, case_id: str, action: str, dat
     payload = parse_action(action, data).model_copy(update={"by": actor})
     handle = client.get_workflow_handle(case_id)
     try:
+        # An update sent while no worker runs would wait, then be applied whenever a worker comes
+        # back, long after the operator gave up (a "ghost" action). So first make sure the case is
+        # being served: a query needs a worker too, and it can time out harmlessly.
+        try:
+            await handle.query("state", rpc_timeout=WORKER_PROBE)
+        except RPCError as err:
+            # The server answers DEADLINE_EXCEEDED, or the client's own deadline says "Timeout expired".
+            if err.status != RPCStatusCode.DEADLINE_EXCEEDED and "timeout expired" not in str(err).lower():
+                raise
+            raise NoWorker(
+                f"No worker answered for case {case_id} within {WORKER_PROBE.seconds} s, so the action "
+                f"'{action}' was not sent (it would otherwise be applied whenever a worker comes back). "
+                "Start the worker (`make run` or `python worker.py`) and send it again."
+            ) from None
         return await handle.execute_update(action, payload, result_type=ActionResult)
     except WorkflowUpdateFailedError as err:
         cause = err.cause

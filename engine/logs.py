@@ -3,30 +3,57 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
 
 _configured = False
 
-# Identity numbers (18 chars) and mainland mobile numbers must never reach a log line.
-_ID_RE = re.compile(r"\b\d{17}[\dXx]\b")
-_PHONE_RE = re.compile(r"\b1[3-9]\d{9}\b")
-
-
 def mask_text(text: str) -> str:
-    text = _ID_RE.sub(lambda m: m.group(0)[:3] + "*" * 14 + m.group(0)[-1], text)
-    return _PHONE_RE.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], text)
+    """A log line's text with identity, card and phone numbers and e-mail addresses masked
+    (workflows.models.mask_personal_data: digit boundaries, so "身份证110101…" is caught too)."""
+    from workflows.models import mask_personal_data
+
+    return mask_personal_data(text)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_masked(v) for v in value)
+    return value
 
 
 def _mask_pii(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
-        if isinstance(value, str):
-            event_dict[key] = mask_text(value)
+        event_dict[key] = _masked(value)
     return event_dict
+
+
+def _masking_record_factory(base: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """The same masking for the standard library's records (the Temporal SDK, SQLAlchemy…), at
+    creation, so that every handler (ours, pytest's, an operator's) gets the masked text."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to the handler to report
+            return record
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = mask_text(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    make.masking = True  # type: ignore[attr-defined]
+    return make
 
 
 class _CurrentStderr:
@@ -61,6 +88,8 @@ def configure_logging(json: bool | None = None, level: int = logging.INFO) -> No
     )
     # The SDK's own (stdlib) loggers, including workflow.logger, go to stderr at WARNING+.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    if not getattr(logging.getLogRecordFactory(), "masking", False):
+        logging.setLogRecordFactory(_masking_record_factory(logging.getLogRecordFactory()))
 
 
 def get_logger(**bind: Any) -> Any:

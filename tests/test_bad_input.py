@@ -508,3 +508,34 @@ async def test_registering_a_matter_finalised_by_re_review_is_refused_and_its_no
     hist = history(h.settings, again)
     assert hist["outcome"] == "not_accepted"
     assert len([e for e in hist["events"] if e.get("document") == "not_accepted_notice"]) == 1
+
+
+async def test_an_action_with_no_worker_is_not_sent_and_never_applied_later(harness: Any) -> None:
+    """No ghost actions: with no worker serving the case, `act` says so and sends nothing; when a
+    worker comes back, the case has not been acted on."""
+    import uuid
+
+    from engine.desk import NoWorker, act, parse_intake, register
+    from engine.scenario import SCENARIO_DESK, acting_as
+    from tests.scenario_helpers import petition
+    from worker import build_worker
+
+    h = harness
+    queue = f"nobody-{uuid.uuid4().hex[:6]}"  # no worker polls it yet
+    reg = await register(
+        h.env.client, h.settings, parse_intake(petition(responsible_unit="青山区人社局")), task_queue=queue,
+        calendar="weekends_only", actor=SCENARIO_DESK,
+    )  # fmt: skip
+    with pytest.raises(NoWorker, match="was not sent"):
+        await act(h.env.client, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"},
+                  actor=acting_as("accept", "青山区人社局"))  # fmt: skip
+    async with build_worker(h.env.client, h.settings, task_queue=queue):
+        handle = h.env.client.get_workflow_handle(reg.case_id)
+        for _ in range(50):
+            state = await handle.query("state")
+            if state["stage"] != "registered":
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+        state = await handle.query("state")
+        assert state["stage"] in ("triaged", "registered"), state["stage"]  # not accepted
