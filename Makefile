@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 RUN_DEBS  := fonts-noto-cjk
 TEST_DEBS := fonts-noto-cjk chromium poppler-utils zbar-tools
 
-.PHONY: setup run demo test lint bench clean debs-run debs-test
+.PHONY: setup run demo test test-fast lint bench clean debs-run debs-test
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,12 @@ test: $(STAMP) debs-test
 	$(VPY) -m ruff check .
 	$(VPY) -m mypy
 	$(VPY) -m pytest
+
+## The same without the tests marked slow (minutes of real time), while working on the code.
+test-fast: $(STAMP) debs-test
+	$(VPY) -m ruff check .
+	$(VPY) -m mypy
+	$(VPY) -m pytest -m "not slow"
 
 bench: $(STAMP)
 	$(VPY) bench/run_all.py

@@ -47,7 +47,9 @@ class NoWorker(Exception):
     """The engine answers but no worker serves the case: nothing was sent."""
 
 
-WORKER_PROBE = timedelta(seconds=10)
+# Long enough for a restarted worker to take over a case whose previous worker died (Temporal
+# first tries the dead worker's sticky queue, for up to 10 s), short enough to answer an operator.
+WORKER_PROBE = timedelta(seconds=30)
 
 
 class Refused(Exception):
@@ -279,7 +281,16 @@ def _case_outcome(settings: Settings, case_id: str) -> str | None:
         return row.outcome if row else None
 
 
-async def act(client: Client, settings: Settings, case_id: str, action: str, data: Any, *, actor: Actor) -> ActionResult:
+async def act(
+    client: Client,
+    settings: Settings,
+    case_id: str,
+    action: str,
+    data: Any,
+    *,
+    actor: Actor,
+    worker_wait: timedelta = WORKER_PROBE,
+) -> ActionResult:
     """Send one action to a case as `actor` (the signed-in account: the case's validator checks its
     role and unit). Refusals raise `Refused` (and are recorded); bad data `InputError`."""
     check_case_id(case_id)
@@ -290,13 +301,13 @@ async def act(client: Client, settings: Settings, case_id: str, action: str, dat
         # back, long after the operator gave up (a "ghost" action). So first make sure the case is
         # being served: a query needs a worker too, and it can time out harmlessly.
         try:
-            await handle.query("state", rpc_timeout=WORKER_PROBE)
+            await handle.query("state", rpc_timeout=worker_wait)
         except RPCError as err:
             # The server answers DEADLINE_EXCEEDED, or the client's own deadline says "Timeout expired".
             if err.status != RPCStatusCode.DEADLINE_EXCEEDED and "timeout expired" not in str(err).lower():
                 raise
             raise NoWorker(
-                f"No worker answered for case {case_id} within {WORKER_PROBE.seconds} s, so the action "
+                f"No worker answered for case {case_id} within {worker_wait.seconds} s, so the action "
                 f"'{action}' was not sent (it would otherwise be applied whenever a worker comes back). "
                 "Start the worker (`make run` or `python worker.py`) and send it again."
             ) from None

@@ -528,7 +528,7 @@ async def test_an_action_with_no_worker_is_not_sent_and_never_applied_later(harn
     )  # fmt: skip
     with pytest.raises(NoWorker, match="was not sent"):
         await act(h.env.client, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"},
-                  actor=acting_as("accept", "青山区人社局"))  # fmt: skip
+                  actor=acting_as("accept", "青山区人社局"), worker_wait=timedelta(seconds=5))  # fmt: skip
     async with build_worker(h.env.client, h.settings, task_queue=queue):
         handle = h.env.client.get_workflow_handle(reg.case_id)
         for _ in range(50):

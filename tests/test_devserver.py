@@ -126,6 +126,7 @@ def _docs(hist: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [e for e in hist["events"] if e.get("document") == kind]
 
 
+@pytest.mark.slow  # about two minutes of real time: the ladder climbs in minutes on a real server
 def test_worker_killed_mid_ladder_loses_and_repeats_nothing(stack: dict[str, Any]) -> None:
     env = stack["env"]
     worker = stack["start_worker"]()
