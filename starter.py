@@ -49,8 +49,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engine.config import Settings, load_settings
 from engine.desk import InputError, NoWorker, Refused, check_case_id, parse_json_text, read_json_input
-from engine.staff import AccessError, AccountError
-from rules.access import may, may_view
+from engine.staff import AccessError, AccountError, require, require_view
+from rules.access import may
 from rules.ruleset import RuleFileError
 from workflows.models import Actor, printable
 
@@ -114,7 +114,7 @@ async def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     from engine.desk import history
 
     case = history(settings, args.case)
-    _require_view(_actor(args, settings), case["unit"])
+    require_view(_actor(args, settings), case["unit"])
     _print(case)
     return EXIT_OK
 
@@ -132,7 +132,7 @@ async def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise InputError(f"There is no case '{args.case}'.") from None
         raise
-    _require_view(actor, state.unit)
+    require_view(actor, state.unit)
     _print(state.model_dump(mode="json"))
     return EXIT_OK
 
@@ -146,7 +146,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     with Session(get_engine(settings.resolved_database_url())) as s:
         q = select(CaseRow).order_by(col(CaseRow.registered_at).desc()).limit(args.limit)
         if not may(actor.role, "view_cases"):
-            _require_view(actor, actor.unit)
+            require_view(actor, actor.unit)
             q = q.where(CaseRow.unit == actor.unit)
         if args.open:
             q = q.where(CaseRow.status == "open")
@@ -447,19 +447,6 @@ def _actor(args: argparse.Namespace, settings: Settings) -> Actor:
     from engine.staff import cli_actor
 
     return cli_actor(settings, getattr(args, "as_user", None))
-
-
-def _require_view(actor: Actor, case_unit: str | None) -> None:
-    from engine.staff import AccessError
-
-    if not may_view(actor.role, actor.unit, case_unit):
-        raise AccessError(f"{actor.name} ({actor.role.value}) may not read this case: it belongs to {case_unit or 'no unit'}.")
-
-
-def require(actor: Actor, permission: str) -> Actor:
-    from engine.staff import require as staff_require
-
-    return staff_require(actor, permission)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,11 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(dt: datetime) -> datetime:
+    """A datetime read back from the database: SQLite returns them naive, and they are UTC."""
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 class CaseRow(SQLModel, table=True):
     """One petition case: what a supervisor lists and filters on. No petitioner PII here."""
 

@@ -37,7 +37,7 @@ _ROUTES = {
     RedirectRoute.administrative_reconsideration.value: "依法申请行政复议",
 }
 
-_TITLES: dict[DocumentKind, str] = {
+DOCUMENT_TITLES: dict[DocumentKind, str] = {
     DocumentKind.acceptance_notice: "信访事项受理告知书",
     DocumentKind.not_accepted_notice: "信访事项不予受理告知书",
     DocumentKind.redirect_notice: "导入法定途径告知书",
@@ -54,7 +54,8 @@ _TITLES: dict[DocumentKind, str] = {
 }
 
 
-def _date(dt: datetime) -> str:
+def chinese_date(dt: datetime) -> str:
+    """2026年12月1日, in Asia/Shanghai."""
     local = dt.astimezone(SHANGHAI)
     return f"{local.year}年{local.month}月{local.day}日"
 
@@ -90,7 +91,7 @@ def _body(kind: DocumentKind, f: dict[str, Any], to: str) -> list[str]:
             f"{to}：",
             f"您反映的“{title}”一事，因{f.get('reason', '')}，经{f.get('approved_by', '')}批准，"
             f"办理期限延长{f.get('days')}日。",
-            f"延长后的期限至{_date(datetime.fromisoformat(f['new_due']))}二十四时（如遇节假日顺延后的日期以本告知为准）。"
+            f"延长后的期限至{chinese_date(datetime.fromisoformat(f['new_due']))}二十四时（如遇节假日顺延后的日期以本告知为准）。"
             if f.get("new_due")
             else "",
         ]
@@ -107,7 +108,7 @@ def _body(kind: DocumentKind, f: dict[str, Any], to: str) -> list[str]:
         return [
             f"{f.get('locality', '')}、{unit}：",
             f"案件“{title}”存在重大风险隐患（{f.get('reason', '')}）。",
-            f"请于{_date(due - _ONE_SECOND) if due else ''}二十四时前{ask}，逾期将依规升级督办。",
+            f"请于{chinese_date(due - _ONE_SECOND) if due else ''}二十四时前{ask}，逾期将依规升级督办。",
         ]
     if kind == DocumentKind.accountability_letter:
         officials = "、".join(f.get("officials") or []) or "（由责任单位报送）"
@@ -171,12 +172,12 @@ def _parts(kind: DocumentKind, case_id: str, issued_at: datetime, fields: dict[s
         else fields.get("unit") or "信访工作机构"
     )
     return _Parts(
-        title=_TITLES[kind],
+        title=DOCUMENT_TITLES[kind],
         case_line=f"案件编号：{case_id}",
         body=[line for line in _body(kind, fields, addressee) if line],
         issuer=f"{issuer}",
         handled_by=f"经办人：{fields['handled_by']}" if fields.get("handled_by") else None,
-        date=f"{_date(issued_at)}",
+        date=f"{chinese_date(issued_at)}",
         template_line=f"（文书模板 {TEMPLATE_VERSION}）",
     )
 
@@ -353,7 +354,7 @@ def _delivered_title(delivered: str) -> str:
     """`handling_opinion（存证核验码 L4-…）` as a person reads it: 信访事项办理意见书（存证核验码 L4-…）."""
     head, sep, rest = delivered.partition("（")
     try:
-        return _TITLES[DocumentKind(head.strip())] + sep + rest
+        return DOCUMENT_TITLES[DocumentKind(head.strip())] + sep + rest
     except ValueError:
         return delivered
 

@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.db import CaseRow, RefusalRow, TimelineRow, get_engine
+from activities.db import CaseRow, RefusalRow, TimelineRow, as_utc, get_engine
 from engine.config import Settings
 from rules.access import may
 from rules.deadlines import SHANGHAI, CalendarSnapshot, HolidayCalendar
@@ -339,10 +339,10 @@ def history(settings: Settings, case_id: str) -> dict[str, Any]:
             raise InputError(f"There is no case '{case_id}'.")
         events = s.exec(select(TimelineRow).where(TimelineRow.case_id == case_id).order_by(TimelineRow.seq)).all()  # type: ignore[arg-type]
         refusals = s.exec(select(RefusalRow).where(RefusalRow.case_id == case_id).order_by(RefusalRow.id)).all()  # type: ignore[arg-type]
-    t0 = _aware(row.registered_at)
-    out = [{"offset_s": e.offset_s, "kind": e.kind, **e.data, "at": _aware(e.at).isoformat()} for e in events]
+    t0 = as_utc(row.registered_at)
+    out = [{"offset_s": e.offset_s, "kind": e.kind, **e.data, "at": as_utc(e.at).isoformat()} for e in events]
     for r in refusals:
-        at = _aware(r.at)
+        at = as_utc(r.at)
         out.append(
             {
                 "offset_s": int((at - t0).total_seconds()),
@@ -368,6 +368,3 @@ def history(settings: Settings, case_id: str) -> dict[str, Any]:
         "events": out,
     }
 
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

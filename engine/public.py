@@ -26,7 +26,7 @@ import json
 import re
 import time
 from collections import deque
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,12 +35,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 
-from activities.db import CaseRow, DocumentRow, get_engine
-from activities.documents import _TITLES, FOOTER_MARK, read_copy
+from activities.db import CaseRow, DocumentRow, as_utc, get_engine
+from activities.documents import DOCUMENT_TITLES, FOOTER_MARK, chinese_date, read_copy
 from activities.ledger import Ledger, LedgerError, verification_code
 from engine.config import Settings
 from engine.desk import InputError
-from rules.deadlines import SHANGHAI
 from rules.vocabulary import DeadlineName, DocumentKind, Stage
 
 MAX_UPLOAD = 2_000_000  # bytes; a document is a few KB
@@ -92,11 +91,6 @@ class RateLimit:
             for k in [k for k, v in self._seen.items() if not v]:
                 del self._seen[k]
         return True
-
-
-def chinese_date(dt: datetime) -> str:
-    local = dt.astimezone(SHANGHAI)
-    return f"{local.year}年{local.month}月{local.day}日"
 
 
 def masked_case(case_id: str) -> str:
@@ -154,7 +148,7 @@ def document_view(settings: Settings, code: str) -> dict[str, Any] | None:
     issuer, date = _issuer_and_date(Path(row.path)) if row else ("", "")
     kind = record.get("kind", "")
     try:
-        title = _TITLES[DocumentKind(kind)]
+        title = DOCUMENT_TITLES[DocumentKind(kind)]
     except ValueError:
         title = kind
     issued_at = datetime.fromisoformat(record["issued_at"])
@@ -196,7 +190,7 @@ def case_progress(settings: Settings, case_id: str, code: str) -> dict[str, Any]
         docs = s.exec(select(DocumentRow).where(DocumentRow.case_id == case_id).order_by(col(DocumentRow.id))).all()
     nxt = None
     if row.status == "open" and row.next_deadline and row.next_due:
-        last_day = _aware(row.next_due) - timedelta(seconds=1)  # a period ends at 24:00 of its last day
+        last_day = as_utc(row.next_due) - timedelta(seconds=1)  # a period ends at 24:00 of its last day
         nxt = {
             "name": DEADLINE_CN.get(DeadlineName(row.next_deadline), row.next_deadline),
             "date": chinese_date(last_day),
@@ -207,15 +201,11 @@ def case_progress(settings: Settings, case_id: str, code: str) -> dict[str, Any]
         "stage": "已办结" if row.status == "closed" else STAGE_CN.get(Stage(row.stage), row.stage),
         "next": nxt,
         "documents": [
-            {"title": _TITLES.get(DocumentKind(d.kind), d.kind), "date": chinese_date(_aware(d.issued_at)),
+            {"title": DOCUMENT_TITLES.get(DocumentKind(d.kind), d.kind), "date": chinese_date(as_utc(d.issued_at)),
              "code": d.verification_code}
             for d in docs
         ],  # fmt: skip
     }
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def public_router(settings: Settings, templates: Jinja2Templates) -> APIRouter:

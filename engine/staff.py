@@ -21,9 +21,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, col, select
 
-from activities.db import StaffRow, StaffTokenRow, get_engine
+from activities.db import StaffRow, StaffTokenRow, as_utc, get_engine
 from engine.config import Settings
-from rules.access import PERMISSION_TEXT, may
+from rules.access import PERMISSION_TEXT, may, may_view
 from rules.vocabulary import MAX_NAME_CHARS, StaffRole
 from workflows.models import Actor
 
@@ -50,10 +50,6 @@ def _sha(token: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
 def actor_of(row: StaffRow) -> Actor:
@@ -184,7 +180,7 @@ def actor_from_token(settings: Settings, token: str) -> Actor:
         tok = s.get(StaffTokenRow, _sha(token.strip()))
         if tok is None:
             raise AccessError("Not signed in: the token is unknown or was revoked.")
-        expires = _aware(tok.expires_at)
+        expires = as_utc(tok.expires_at) if tok.expires_at else None
         if expires is not None and expires <= _now():
             raise AccessError("The sign-in has expired; sign in again.")
         row = s.get(StaffRow, tok.username)
@@ -212,4 +208,11 @@ def require(actor: Actor, permission: str) -> Actor:
     if not may(actor.role, permission):
         what = PERMISSION_TEXT.get(permission, permission.replace("_", " "))
         raise AccessError(f"The role '{actor.role.value}' may not {what}; {actor.name} is signed in.")
+    return actor
+
+
+def require_view(actor: Actor, case_unit: str | None) -> Actor:
+    """The actor, if it may read a case handled by `case_unit` (rules/access.py may_view)."""
+    if not may_view(actor.role, actor.unit, case_unit):
+        raise AccessError(f"{actor.name} ({actor.role.value}) may not read this case: it belongs to {case_unit or 'no unit'}.")
     return actor

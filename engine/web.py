@@ -93,7 +93,7 @@ from engine.config import Settings
 from engine.logs import get_logger
 from engine.public import public_router
 from engine.staff import SESSION_TTL, AccessError, actor_from_token, check_password, issue_token, revoke_token
-from rules.access import PERMISSIONS, ROLE_CN, may
+from rules.access import PERMISSION_CN, PERMISSIONS, ROLE_CN, may
 from workflows.models import Actor
 
 SESSION_COOKIE = "petition_session"
@@ -122,18 +122,6 @@ _HOP_BY_HOP = frozenset(
 _CORS_ALLOW_HEADERS = "content-type, x-namespace, authorization"
 _PROXIED = "x-petition-proxied"  # internal marker: a response passed from the Temporal UI
 
-# What each permission lets an account do, for the home page (rules/access.py PERMISSIONS).
-PERMISSION_CN = {
-    "register": "登记信访事项",
-    "view_cases": "查看全部案件",
-    "view_own_unit": "办理本单位的案件",
-    "decode_payloads": "在 Temporal 界面中查看解密后的案件数据",
-    "scores": "查看考核积分事件",
-    "assessment": "查看年度考核与调解率",
-    "accounts": "管理工作人员账号",
-    "calendar_push": "推送节假日日历",
-    "rules": "管理规则",
-}
 
 
 class WebAppError(RuntimeError):

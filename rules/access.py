@@ -61,6 +61,19 @@ PERMISSION_TEXT = {
     "rules": "change the rules",
 }
 
+# The same in Chinese, for the web app's pages.
+PERMISSION_CN = {
+    "register": "登记信访事项",
+    "view_cases": "查看全部案件",
+    "view_own_unit": "办理本单位的案件",
+    "decode_payloads": "在 Temporal 界面中查看解密后的案件数据",
+    "scores": "查看考核积分事件",
+    "assessment": "查看年度考核与调解率",
+    "accounts": "管理工作人员账号",
+    "calendar_push": "推送节假日日历",
+    "rules": "管理规则",
+}
+
 ROLE_CN = {
     StaffRole.operator: "登记窗口",
     StaffRole.unit: "责任单位",

@@ -74,6 +74,21 @@ def mediation_eligible(
     return amount <= m.max_amount
 
 
+# The periods a petitioner waits on (the case's next deadline at /q); the ladder's and the
+# notices' periods are the office's own.
+PETITIONER_PERIODS = frozenset(
+    {
+        DeadlineName.acceptance,
+        DeadlineName.mediation_window,
+        DeadlineName.handling,
+        DeadlineName.review_request,
+        DeadlineName.review_decision,
+        DeadlineName.re_review_request,
+        DeadlineName.re_review_decision,
+    }
+)
+
+
 def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: object = None) -> str | None:
     """Why the rules refuse `action` at `now`, or None when it is allowed."""
     if facts.closed:

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from rules.deadlines import CalendarSnapshot, HolidayCalendar, Pause, compute_deadline, next_local_time
     from rules.lifecycle import (
         AWAITING_ACCEPTANCE,
+        PETITIONER_PERIODS,
         CaseFacts,
         closing_outcome_when_window_lapses,
         mediation_eligible,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         supervision_deadline_outcome,
     )
     from rules.vocabulary import (
+        MAX_NAME_CHARS,
         ArbitrationEvent,
         DeadlineName,
         DeadlineStart,
@@ -113,19 +115,6 @@ DUTY_LOG = "duty_log"
 # New search attributes (PetitionLocality, PetitionLadder) and the ones a later action changes
 # (PetitionRisk on flag_major_risk): more upserts, so cases started before them keep the old path.
 MORE_SEARCH_ATTRIBUTES = "more-search-attributes"
-
-# The periods a petitioner waits on (shown at /q); the ladder's and notices' are the office's own.
-PETITIONER_PERIODS = frozenset(
-    {
-        DeadlineName.acceptance,
-        DeadlineName.mediation_window,
-        DeadlineName.handling,
-        DeadlineName.review_request,
-        DeadlineName.review_decision,
-        DeadlineName.re_review_request,
-        DeadlineName.re_review_decision,
-    }
-)
 
 # Which clock each deadline name starts from, for the stages that arm them.
 _LADDER_LETTER = {
@@ -1220,7 +1209,7 @@ class PetitionWorkflow:
                 wanted[key.name] = (key, value.value if hasattr(value, "value") else value)
         if workflow.patched(MORE_SEARCH_ATTRIBUTES):
             # A place name (intake caps it at 100 characters; older cases are cut to that here).
-            wanted[SA_LOCALITY.name] = (SA_LOCALITY, self.intake.locality[:100])
+            wanted[SA_LOCALITY.name] = (SA_LOCALITY, self.intake.locality[:MAX_NAME_CHARS])
             if self.ladder_sa:
                 wanted[SA_LADDER.name] = (SA_LADDER, self.ladder_sa)
         if workflow.patched("upsert-changed-search-attributes"):
