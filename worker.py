@@ -172,7 +172,7 @@ async def main(argv: list[str] | None = None) -> int:
         if not args.no_web:
             from engine.web import serve, web_url
 
-            web = asyncio.create_task(serve(settings))
+            web = asyncio.create_task(serve(settings, client))
             web.add_done_callback(web_done)
             log.info("web app", address=web_url(settings), temporal_ui=f"{web_url(settings)}/temporal/")
         async with build_worker(client, settings):

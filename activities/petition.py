@@ -28,12 +28,18 @@ from activities.db import (
     ArbitrationRow,
     CaseRow,
     DocumentRow,
+    IntakeRow,
     PetitionerRow,
     ScoreEventRow,
     TimelineRow,
     TriageCorrectionRow,
     TriageDecisionRow,
+    case_tally,
+    count_document,
+    count_intake,
     get_engine,
+    move_case_tally,
+    project_events,
 )
 from activities.documents import TEMPLATE_VERSION, document_path, footer, render_body, write_pdf
 from activities.ledger import Ledger, make_entry, verification_code
@@ -150,25 +156,34 @@ class PetitionActivities:
         with Session(self.engine) as s:
             if s.get(CaseRow, req.case_id) is not None:
                 return RegisterCaseResult(case_id=req.case_id, created=False)
-            s.add(
-                CaseRow(
-                    case_id=req.case_id,
-                    matter_key=req.matter_key,
-                    locality=intake.locality,
-                    channel=intake.channel.value,
-                    office_level=intake.office_level.value,
-                    title=intake.title,
-                    person_count=len(intake.petitioners),
-                    rules_version=req.rules_version,
-                    registered_at=req.registered_at,
-                    category=intake.category.value if intake.category else None,
-                    risk=intake.risk.value if intake.risk else None,
-                    unit=intake.responsible_unit,
-                )
+            repeat = s.exec(select(CaseRow.case_id).where(CaseRow.matter_key == req.matter_key)).first() is not None
+            first = IntakeRow(
+                key=f"{req.case_id}:1", case_id=req.case_id, at=req.registered_at, channel=intake.channel.value,
+                persons=len(intake.petitioners), repeat=repeat, locality=intake.locality,
             )
+            row = CaseRow(
+                repeat=repeat,
+                case_id=req.case_id,
+                matter_key=req.matter_key,
+                locality=intake.locality,
+                channel=intake.channel.value,
+                office_level=intake.office_level.value,
+                title=intake.title,
+                person_count=len(intake.petitioners),
+                rules_version=req.rules_version,
+                registered_at=req.registered_at,
+                category=intake.category.value if intake.category else None,
+                risk=intake.risk.value if intake.risk else None,
+                unit=intake.responsible_unit,
+            )
+            s.add(first)
+            s.add(row)
             for i, p in enumerate(intake.petitioners):
                 s.add(PetitionerRow(case_id=req.case_id, position=i, name=p.name, id_number=p.id_number, phone=p.phone))
             try:
+                s.flush()  # a case registered meanwhile by a retry fails here, before any tally moves
+                count_intake(s, first)
+                move_case_tally(s, None, case_tally(row))
                 s.commit()
             except IntegrityError:
                 s.rollback()
@@ -256,6 +271,7 @@ class PetitionActivities:
             row = s.get(CaseRow, snap.case_id)
             if row is None:
                 raise ApplicationError(f"case {snap.case_id} is not registered", non_retryable=False)
+            before = case_tally(row)
             row.stage = snap.stage.value
             row.status = snap.status
             row.outcome = snap.outcome.value if snap.outcome else None
@@ -271,6 +287,8 @@ class PetitionActivities:
             row.next_deadline = snap.next_deadline.value if snap.next_deadline else None
             row.next_due = snap.next_due
             row.next_due_provisional = snap.next_due_provisional
+            row.overdue_deadline = snap.overdue_deadline.value if snap.overdue_deadline else None
+            row.overdue_since = snap.overdue_due
             row.updated_at = datetime.now(row.registered_at.tzinfo)
             s.add(row)
             seqs = [e.seq for e in snap.events]
@@ -281,6 +299,12 @@ class PetitionActivities:
                         select(TimelineRow.seq).where(TimelineRow.case_id == snap.case_id, TimelineRow.seq.in_(seqs))  # type: ignore[attr-defined]
                     ).all()
                 )
+            fresh = [e for e in snap.events if e.seq not in existing]
+            for visit in project_events(row, fresh):
+                if s.exec(select(IntakeRow.id).where(IntakeRow.key == visit.key)).first() is None:
+                    s.add(visit)
+                    count_intake(s, visit)
+            move_case_tally(s, before, case_tally(row))
             for e in snap.events:
                 if e.seq not in existing:  # a retried save never duplicates an event
                     s.add(TimelineRow(case_id=snap.case_id, seq=e.seq, at=e.at, offset_s=e.offset_s, kind=e.kind, data=e.data))
@@ -387,19 +411,21 @@ class PetitionActivities:
         tmp.write_bytes(body + footer(code, digest, self.settings.resolved_public_url()))
         os.replace(tmp, path)
         with Session(self.engine) as s:
-            s.add(
-                DocumentRow(
-                    idempotency_key=req.idempotency_key,
-                    case_id=req.case_id,
-                    kind=req.kind.value,
-                    sha256=digest,
-                    path=str(path),
-                    ledger_index=appended.index,
-                    verification_code=code,
-                    issued_at=req.issued_at,
-                )
+            doc = DocumentRow(
+                idempotency_key=req.idempotency_key,
+                case_id=req.case_id,
+                kind=req.kind.value,
+                sha256=digest,
+                path=str(path),
+                ledger_index=appended.index,
+                verification_code=code,
+                issued_at=req.issued_at,
             )
+            s.add(doc)
             try:
+                s.flush()  # issued meanwhile by a retry: fails here, and the tally is not counted twice
+                case = s.get(CaseRow, req.case_id)
+                count_document(s, doc, case.locality if case else "")
                 s.commit()
             except IntegrityError:
                 s.rollback()

@@ -244,7 +244,8 @@ async def register(
         ).first()
     if open_case is not None:
         try:
-            result = await act(client, settings, open_case.case_id, "repeat_visit", {}, actor=actor)
+            came = {"channel": intake.channel.value, "persons": len(intake.petitioners)}
+            result = await act(client, settings, open_case.case_id, "repeat_visit", came, actor=actor)
             visits = next((e.data.get("visits") for e in result.events if e.kind == "visit"), None)
             return Registration(case_id=open_case.case_id, repeat_visit=True, visits=visits)
         except Refused:

@@ -40,37 +40,11 @@ from activities.documents import DOCUMENT_TITLES, FOOTER_MARK, chinese_date, rea
 from activities.ledger import Ledger, LedgerError, verification_code
 from engine.config import Settings
 from engine.desk import InputError
-from rules.vocabulary import DeadlineName, DocumentKind, Stage
+from rules.vocabulary import DEADLINE_CN, STAGE_CN, DeadlineName, DocumentKind, Stage
 
 MAX_UPLOAD = 2_000_000  # bytes; a document is a few KB
 _CODE = re.compile(r"^L(\d{1,12})-([0-9a-f]{8})$")
 _CASE = re.compile(r"^XF-\d{8}-[0-9A-F]{8}$")
-
-STAGE_CN = {
-    Stage.registered: "已登记，正在分办",
-    Stage.triaged: "已分办，等待受理",
-    Stage.arbitration: "已转入仲裁绿色通道",
-    Stage.accepted: "已受理",
-    Stage.not_accepted: "不予受理",
-    Stage.redirected: "已导入法定途径",
-    Stage.mediation: "调解中",
-    Stage.handling: "办理中",
-    Stage.opinion_issued: "已出具办理意见",
-    Stage.review: "复查中",
-    Stage.re_review: "复核中",
-    Stage.closed: "已办结",
-}
-
-DEADLINE_CN = {
-    DeadlineName.acceptance: "受理期限",
-    DeadlineName.mediation_window: "调解期限",
-    DeadlineName.handling: "办理期限",
-    DeadlineName.review_request: "申请复查的期限",
-    DeadlineName.review_decision: "复查期限",
-    DeadlineName.re_review_request: "申请复核的期限",
-    DeadlineName.re_review_decision: "复核期限",
-}
-
 
 class RateLimit:
     """At most `limit` requests per `window_s` per client address (in memory, per process)."""

@@ -86,6 +86,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.client import Client
 
 from activities.db import StaffRow, get_engine
 from engine.codec import EncryptionCodec, KeyRingError
@@ -545,8 +546,11 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The web app for `settings`: sign-in, home page, codec endpoint, the Temporal UI proxy."""
+def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
+    """The web app for `settings`: sign-in, home page, the cockpit and the case desk, the codec
+    endpoint, the Temporal UI proxy. `client` (the worker's) sends the case pages' actions as the
+    same Temporal updates the CLI sends; without one, those forms say the engine is not connected.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -565,10 +569,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.csrf_key = secrets.token_bytes(32)  # per process: a restart asks open pages to reload
     app.state.login_limiter = LoginLimiter()
     app.state.ui_client = None
+    app.state.temporal = client
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     # The public pages (no sign-in): document verification, case progress, the log's head.
     app.include_router(public_router(settings, app.state.templates))
+    # The supervision cockpit (engine/web_cockpit.py) and the case desk (engine/web_cases.py).
+    from engine.web_cases import cases_router
+    from engine.web_cockpit import cockpit_router
+
+    app.include_router(cockpit_router)
+    app.include_router(cases_router)
     log = get_logger(component="web")
 
     @app.exception_handler(SignInRequired)
@@ -791,10 +802,10 @@ class _TaskServer(uvicorn.Server):
         return nullcontext()
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, client: Client | None = None) -> None:
     """Serve the web app at `web_url(settings)` until cancelled (then close gracefully)."""
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, client),
         host=settings.web_host,
         port=settings.web_port,
         log_level="warning",

@@ -31,9 +31,11 @@ CASE_ACTIONS: dict[StaffRole, frozenset[str]] = {
             "re_review_decision",
         }
     ),
-    StaffRole.supervision: frozenset({"flag_major_risk", "risk_resolved"}),
+    # The supervision office flags major risks and records the leader who takes a case (领导包案).
+    StaffRole.supervision: frozenset({"flag_major_risk", "risk_resolved", "assign_leader"}),
     StaffRole.hr: frozenset(),
-    StaffRole.admin: frozenset(),
+    # An administrator handles no case; recording the package leader is clerical, not handling.
+    StaffRole.admin: frozenset({"assign_leader"}),
 }
 
 # Review (复查) and re-review (复核) are decided one level up: never by the unit that handled the

@@ -172,7 +172,7 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
             return "No major-risk ladder is running on this case; flag the risk first."
         return None
 
-    if action in ("repeat_visit", "withdraw"):
+    if action in ("repeat_visit", "withdraw", "assign_leader"):
         return None
 
     if action in ("pause_clock", "resume_clock"):

@@ -191,3 +191,80 @@ class StaffRole(StrEnum):
     supervision = "supervision"  # 市信联办督查室: views every case, flags and resolves major risks
     hr = "hr"  # 组织人事: scores and the annual assessment
     admin = "admin"  # 系统管理员: accounts, the holiday calendar push, rules
+
+
+# --------------------------------------------------------------------------------------------
+# Chinese names, as staff and petitioners read them (web pages, exports, the monthly brief)
+# --------------------------------------------------------------------------------------------
+
+CHANNEL_CN = {
+    Channel.visit: "来访",
+    Channel.online: "网上信访",
+    Channel.letter: "来信",
+    Channel.phone: "来电",
+    Channel.video: "视频接访",
+}
+
+CATEGORY_CN = {
+    Category.land_expropriation: "征地拆迁",
+    Category.labor_social_security: "劳动保障",
+    Category.law_litigation: "涉法涉诉",
+    Category.rural_agriculture: "农村农业",
+    Category.urban_construction_transport: "城建交通",
+    Category.education_health: "教育医疗",
+    Category.environment: "环境保护",
+    Category.other: "其他",
+}
+
+RISK_CN = {Risk.high: "高", Risk.medium: "中", Risk.low: "低"}
+
+STAGE_CN = {
+    Stage.registered: "已登记，正在分办",
+    Stage.triaged: "已分办，等待受理",
+    Stage.arbitration: "已转入仲裁绿色通道",
+    Stage.accepted: "已受理",
+    Stage.not_accepted: "不予受理",
+    Stage.redirected: "已导入法定途径",
+    Stage.mediation: "调解中",
+    Stage.handling: "办理中",
+    Stage.opinion_issued: "已出具办理意见",
+    Stage.review: "复查中",
+    Stage.re_review: "复核中",
+    Stage.closed: "已办结",
+}
+
+OUTCOME_CN = {
+    Outcome.mediated: "调解结案",
+    Outcome.resolved: "办结",
+    Outcome.final_after_review: "复查终结",
+    Outcome.final_after_re_review: "复核终结",
+    Outcome.redirected: "导入法定途径",
+    Outcome.not_accepted: "不予受理",
+    Outcome.withdrawn: "撤回",
+}
+
+DEADLINE_CN = {
+    DeadlineName.acceptance: "受理期限",
+    DeadlineName.mediation_window: "调解期限",
+    DeadlineName.handling: "办理期限",
+    DeadlineName.review_request: "申请复查的期限",
+    DeadlineName.review_decision: "复查期限",
+    DeadlineName.re_review_request: "申请复核的期限",
+    DeadlineName.re_review_decision: "复核期限",
+    DeadlineName.risk_warning: "风险提示整改期限",
+    DeadlineName.supervision: "督办整改期限",
+    DeadlineName.notify_immediate: "即时通知期限",
+    DeadlineName.notify_priority: "优先通知期限",
+    DeadlineName.arbitration_filing: "仲裁立案期限",
+    DeadlineName.arbitration_decision: "仲裁裁决期限",
+}
+
+# The three-letters ladder (三函): where a case stands on it.
+LADDER_CN = {
+    "flagged": "已标记重大风险",
+    "warning": "风险提示函",
+    "supervision": "督办函",
+    "accountability": "问责建议函",
+}
+
+OFFICE_LEVEL_CN = {OfficeLevel.city: "市级", OfficeLevel.county: "县区级", OfficeLevel.township: "乡镇街道"}

@@ -390,7 +390,7 @@ class TimelineEvent(_Model):
     seq: int
     at: datetime
     offset_s: int
-    kind: Literal["stage", "notification", "document", "score", "overdue", "rejected", "ladder", "visit", "info"]
+    kind: Literal["stage", "notification", "document", "score", "overdue", "rejected", "ladder", "visit", "info", "leader"]
     data: dict[str, Any] = Field(default_factory=dict)
 
     def contract(self) -> dict[str, Any]:
@@ -426,6 +426,7 @@ class CaseState(_Model):
     deadlines: list[DeadlineView]
     overdue: list[DeadlineName]
     registered_at: datetime | None
+    leader: str | None = None  # 领导包案
 
 
 class Timeline(_Model):
@@ -496,6 +497,13 @@ class NoInput(_Action):
     pass
 
 
+class RepeatVisitInput(_Action):
+    """Another petition on an open matter: how it came and how many came (the cockpit counts them)."""
+
+    channel: Channel | None = None
+    persons: int = Field(default=1, ge=1, le=MAX_WORKER_COUNT)
+
+
 class FlagRiskInput(_Action):
     reason: Annotated[
         str, _text(MAX_NOTE_CHARS, "a reason", required="say why the risk is major", multiline=True)
@@ -512,6 +520,13 @@ class ProgressInput(_Action):
 
 
 class NoteInput(_Action):
+    note: _Note = ""
+
+
+class LeaderInput(_Action):
+    """领导包案: the leader who personally owns the case until it is resolved."""
+
+    leader: Annotated[str, _text(MAX_NAME_CHARS, "a leader", required="name the leader who takes the case")]
     note: _Note = ""
 
 
@@ -595,8 +610,10 @@ ACTION_INPUTS: dict[str, type[BaseModel]] = {
     "flag_major_risk": FlagRiskInput,
     "report_progress": ProgressInput,
     "risk_resolved": NoteInput,
-    "repeat_visit": NoInput,
+    "repeat_visit": RepeatVisitInput,
     "withdraw": WithdrawInput,
+    # The cockpit: the leader who takes the case (领导包案).
+    "assign_leader": LeaderInput,
     # Beyond the contract: steps of the arbitration green channel for collective wage arrears,
     # and pausing a period while waiting for the petitioner's materials.
     "arbitration": ArbitrationInput,
@@ -719,6 +736,9 @@ class CaseSnapshot(_Model):
     next_deadline: DeadlineName | None = None
     next_due: datetime | None = None
     next_due_provisional: bool = False
+    # The period that ran out first, of those still out, and when (the cockpit's days overdue).
+    overdue_deadline: DeadlineName | None = None
+    overdue_due: datetime | None = None
 
 
 class BatchEnqueue(_Model):

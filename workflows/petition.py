@@ -26,7 +26,9 @@ with workflow.unsafe.imports_passed_through():
     from rules.access import action_refusal
     from rules.deadlines import CalendarSnapshot, HolidayCalendar, Pause, compute_deadline, next_local_time
     from rules.lifecycle import (
+        ARBITRATION_NEXT,
         AWAITING_ACCEPTANCE,
+        PAUSABLE,
         PETITIONER_PERIODS,
         CaseFacts,
         closing_outcome_when_window_lapses,
@@ -50,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         Stage,
     )
     from workflows.models import (
+        ACTION_INPUTS,
         ARBITRATION_WORKFLOW,
         PETITION_WORKFLOW,
         SA_CATEGORY,
@@ -77,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
         DocumentRequest,
         ExtendInput,
         FlagRiskInput,
+        LeaderInput,
         MediationResultInput,
         NoInput,
         NoteInput,
@@ -88,6 +92,7 @@ with workflow.unsafe.imports_passed_through():
         RedirectInput,
         RegisterCaseInput,
         RegisterCaseResult,
+        RepeatVisitInput,
         ScoreRequest,
         TextInput,
         Timeline,
@@ -161,6 +166,7 @@ class PetitionWorkflow:
         self.risk = self.intake.risk
         self.unit: str | None = self.intake.responsible_unit
         self.visits = 1
+        self.leader: str | None = None  # 领导包案
         self.nail_case = False
         self.eligible = False
         self.mediation_failed = False
@@ -437,12 +443,20 @@ class PetitionWorkflow:
         self._validate("risk_resolved", data)
 
     @workflow.update
-    async def repeat_visit(self, data: NoInput) -> ActionResult:
+    async def repeat_visit(self, data: RepeatVisitInput) -> ActionResult:
         return await self._act("repeat_visit", data, self._do_repeat_visit)
 
     @repeat_visit.validator
-    def _v_repeat_visit(self, data: NoInput) -> None:
+    def _v_repeat_visit(self, data: RepeatVisitInput) -> None:
         self._validate("repeat_visit", data)
+
+    @workflow.update
+    async def assign_leader(self, data: LeaderInput) -> ActionResult:
+        return await self._act("assign_leader", data, self._do_assign_leader)
+
+    @assign_leader.validator
+    def _v_assign_leader(self, data: LeaderInput) -> None:
+        self._validate("assign_leader", data)
 
     @workflow.update
     async def withdraw(self, data: WithdrawInput) -> ActionResult:
@@ -570,7 +584,34 @@ class PetitionWorkflow:
             ],
             overdue=[c.name for c in self.clocks.values() if c.status == "overdue"],
             registered_at=self.t0,
+            leader=self.leader,
         )
+
+    @workflow.query
+    def available(self, by: Actor) -> list[str]:
+        """The actions `by` may take on this case now (the case page offers exactly these).
+
+        The same checks as the validators, without an action's data: a pause or a resume is
+        offered for the periods it could apply to (PAUSABLE), and the data is checked on sending.
+        """
+        if not self.ready:
+            return []
+        facts, now = self._facts(), workflow.now()
+        allowed = []
+        for action in ACTION_INPUTS:
+            if action_refusal(action, by.role, by.unit, self.unit):
+                continue
+            if action in ("pause_clock", "resume_clock"):
+                names = facts.due if action == "pause_clock" else facts.paused
+                if facts.closed or not any(n in PAUSABLE for n in names):
+                    continue
+            elif action == "arbitration":
+                if facts.closed or not ARBITRATION_NEXT.get(facts.arbitration_state or ""):
+                    continue
+            elif refusal(action, facts, now, self.rules, None):
+                continue
+            allowed.append(action)
+        return allowed
 
     @workflow.query
     def timeline(self) -> Timeline:
@@ -705,13 +746,18 @@ class PetitionWorkflow:
     async def _do_risk_resolved(self, d: NoteInput) -> None:
         self._end_ladder("resolved", note=d.note)
 
-    async def _do_repeat_visit(self, d: NoInput) -> None:
+    async def _do_repeat_visit(self, d: RepeatVisitInput) -> None:
         self.visits += 1
-        self._emit("visit", visits=self.visits)
+        came: dict[str, Any] = {"channel": d.channel.value, "persons": d.persons} if d.channel else {}
+        self._emit("visit", visits=self.visits, **came)
         if not self.nail_case and self.visits >= self.rules.repeat_visits.nail_case_threshold:
             self.nail_case = True
             # 钉子案: the backlog register, a dedicated task team and third-party evaluation.
             self._emit("visit", visits=self.visits, nail_case=True, backlog_register=True, task_team=True, third_party_evaluation=True)
+
+    async def _do_assign_leader(self, d: LeaderInput) -> None:
+        previous, self.leader = self.leader, d.leader
+        self._emit("leader", leader=d.leader, previous=previous, note=d.note)
 
     async def _do_pause_clock(self, d: PauseInput) -> None:
         clock = self.clocks[d.deadline]
@@ -1084,6 +1130,7 @@ class PetitionWorkflow:
     def _snapshot(self, events: list[TimelineEvent] | None = None) -> CaseSnapshot:
         waiting = [c for c in self.clocks.values() if c.status == "running" and c.name in PETITIONER_PERIODS]
         nxt = min(waiting, key=lambda c: c.due, default=None)
+        late = min((c for c in self.clocks.values() if c.status == "overdue"), key=lambda c: c.due, default=None)
         return CaseSnapshot(
             case_id=self.case_id,
             stage=self.stage,
@@ -1096,12 +1143,14 @@ class PetitionWorkflow:
             nail_case=self.nail_case,
             mediation_eligible=self.eligible,
             mediation_succeeded=self.mediated,
-            overdue=any(c.status == "overdue" for c in self.clocks.values()),
+            overdue=late is not None,
             closed_at=workflow.now() if self.closed else None,
             events=events if events is not None else [],
             next_deadline=nxt.name if nxt else None,
             next_due=nxt.due if nxt else None,
             next_due_provisional=nxt.provisional if nxt else False,
+            overdue_deadline=late.name if late else None,
+            overdue_due=late.due if late else None,
         )
 
     # ----------------------------------------------------------------------------------------

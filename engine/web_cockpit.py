@@ -1,0 +1,7 @@
+"""Placeholder: filled in by the cockpit pages' work."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+cockpit_router = APIRouter()
