@@ -93,7 +93,7 @@ def load_scenario(path: Path) -> tuple[Scenario, Intake]:
     return scenario, intake
 
 
-# What makes a folder an engine data folder (engine/config.py, activities/notify.py, activities/ledger.py).
+# What makes a folder an engine data folder (engine/config.py, activities/notify.py, activities/ledger/store.py).
 _DATA_FOLDER_MARKS = ("petitions.db", "petitions.db-wal", "documents", "keys", "notifications.jsonl")
 
 

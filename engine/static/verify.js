@@ -95,7 +95,7 @@
     return sn === 0 ? r : null;
   }
 
-  // The bytes a signed tree head signs (activities/ledger.py sth_signing_input).
+  // The bytes a signed tree head signs (activities/ledger/heads.py sth_signing_input).
   function signingInput(sth) {
     var ctx = new TextEncoder().encode("petition-ledger-sth-v1");
     var size = new Uint8Array(8), sv = new DataView(size.buffer);
