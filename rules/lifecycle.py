@@ -89,6 +89,12 @@ PETITIONER_PERIODS = frozenset(
 )
 
 
+def _period(rules: RuleSet, name: DeadlineName) -> str:
+    """A period as a message names it: `30-day`, `5-working-day`, `30-minute`."""
+    rule = rules.deadline(name)
+    return f"{rule.length}-{rule.unit.value.removesuffix('s').replace('_', '-')}"
+
+
 def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: object = None) -> str | None:
     """Why the rules refuse `action` at `now`, or None when it is allowed."""
     if facts.closed:
@@ -141,7 +147,7 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
             return f"Review can be requested only after the handling opinion and before any review (stage {stage.value})."
         due = facts.due.get(DeadlineName.review_request)
         if due is None or now >= due:
-            return "The 30-day window to request review has closed."
+            return f"The {_period(rules, DeadlineName.review_request)} window to request review has closed."
         return None
 
     if action == "review_decision":
@@ -154,7 +160,7 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
             return f"Re-review can be requested only after the review decision (stage {stage.value})."
         due = facts.due.get(DeadlineName.re_review_request)
         if due is None or now >= due:
-            return "The 30-day window to request re-review has closed."
+            return f"The {_period(rules, DeadlineName.re_review_request)} window to request re-review has closed."
         return None
 
     if action == "re_review_decision":
@@ -189,7 +195,10 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
     if action == "arbitration":
         event = getattr(data, "event", None)
         if facts.arbitration_state is None:
-            return "This case is not on the arbitration green channel (collective wage arrears of 5 or more workers)."
+            return (
+                "This case is not on the arbitration green channel (collective wage arrears of "
+                f"{rules.arbitration.collective_wage_min_workers} or more workers)."
+            )
         allowed = ARBITRATION_NEXT.get(facts.arbitration_state, frozenset())
         if event not in allowed:
             nxt = ", ".join(sorted(a.value for a in allowed)) or "nothing"

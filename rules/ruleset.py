@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rules.vocabulary import (
+    DEADLINE_STARTS,
     Category,
     DeadlineName,
     DeadlineStart,
@@ -122,11 +123,28 @@ class RuleSet(_Strict):
     ladder: LadderRules
     arbitration: ArbitrationRules
 
+    @field_validator("timezone")
+    @classmethod
+    def _shanghai(cls, value: str) -> str:
+        if value != "Asia/Shanghai":
+            raise ValueError(
+                "the engine counts every period in Asia/Shanghai (UTC+8, no daylight saving; rules/deadlines.py); "
+                f"'{value}' is not supported"
+            )
+        return value
+
     @model_validator(mode="after")
     def _every_deadline(self) -> RuleSet:
         missing = [d.value for d in DeadlineName if d not in self.deadlines]
         if missing:
             raise ValueError(f"every deadline needs a rule; missing: {', '.join(missing)}")
+        wrong = [
+            f"{name.value} starts at '{DEADLINE_STARTS[name].value}', not '{rule.starts.value}'"
+            for name, rule in self.deadlines.items()
+            if rule.starts != DEADLINE_STARTS[name]
+        ]
+        if wrong:
+            raise ValueError("a period's start is the engine's, not a setting: " + "; ".join(wrong))
         return self
 
     def deadline(self, name: DeadlineName) -> DeadlineRule:

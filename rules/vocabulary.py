@@ -119,6 +119,25 @@ class DeadlineStart(StrEnum):
     arbitration_filed = "arbitration_filed"
 
 
+# The event at which the engine starts each period's clock (workflows/petition.py arms them there).
+# A rules file states it for its reader (`starts`); rules/ruleset.py refuses a file that says otherwise.
+DEADLINE_STARTS: dict[DeadlineName, DeadlineStart] = {
+    DeadlineName.acceptance: DeadlineStart.registration,
+    DeadlineName.mediation_window: DeadlineStart.acceptance,
+    DeadlineName.handling: DeadlineStart.acceptance,
+    DeadlineName.review_request: DeadlineStart.opinion_issued,
+    DeadlineName.review_decision: DeadlineStart.review_requested,
+    DeadlineName.re_review_request: DeadlineStart.review_decided,
+    DeadlineName.re_review_decision: DeadlineStart.re_review_requested,
+    DeadlineName.risk_warning: DeadlineStart.letter_issued,
+    DeadlineName.supervision: DeadlineStart.letter_issued,
+    DeadlineName.notify_immediate: DeadlineStart.triage,
+    DeadlineName.notify_priority: DeadlineStart.triage,
+    DeadlineName.arbitration_filing: DeadlineStart.arbitration_track_started,
+    DeadlineName.arbitration_decision: DeadlineStart.arbitration_filed,
+}
+
+
 class DeadlineUnit(StrEnum):
     days = "days"
     working_days = "working_days"

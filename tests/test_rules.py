@@ -30,7 +30,7 @@ BASE = CaseFacts(
     ladder_stage=None,
     due={},
 )
-ALWAYS = {"repeat_visit", "withdraw", "flag_major_risk"}
+ALWAYS = {"repeat_visit", "withdraw", "flag_major_risk", "assign_leader"}
 
 # stage -> (facts changes, the actions allowed besides ALWAYS)
 MATRIX: dict[str, tuple[dict[str, object], set[str]]] = {
@@ -141,3 +141,24 @@ def test_rule_file_errors_name_file_rule_and_field(tmp_path: Path) -> None:
     bench = RULES_DIR / "bench.toml"
     if bench.exists():
         assert load_rules(bench).version != RULES.version
+
+
+def test_a_rules_file_may_not_move_a_periods_start_or_its_time_zone() -> None:
+    from rules.ruleset import RuleFileError, parse_rules
+
+    text = (RULES_DIR / "default.toml").read_text(encoding="utf-8")
+    moved = text.replace('length = 15\nunit = "days"\nstarts = "registration"', 'length = 15\nunit = "days"\nstarts = "triage"', 1)
+    assert moved != text
+    with pytest.raises(RuleFileError, match="acceptance starts at 'registration', not 'triage'"):
+        parse_rules(moved)
+    with pytest.raises(RuleFileError, match="Asia/Shanghai"):
+        parse_rules(text.replace('timezone = "Asia/Shanghai"', 'timezone = "Europe/Paris"'))
+
+
+def test_refusals_name_the_periods_and_thresholds_of_the_rules_in_force() -> None:
+    from rules.lifecycle import _period
+
+    rules = load_rules(RULES_DIR / "default.toml")
+    assert _period(rules, DeadlineName.review_request) == "30-day"
+    assert _period(rules, DeadlineName.arbitration_filing) == "5-working-day"
+    assert _period(rules, DeadlineName.notify_immediate) == "30-minute"

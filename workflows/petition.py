@@ -909,7 +909,8 @@ class PetitionWorkflow:
         assert t is not None
         now = workflow.now()
         if rule.tier == NotificationTier.batch:
-            batch_at = next_local_time(now, *map(int, self.rules.notifications.batch_time.split(":")))
+            clock = self.rules.notifications.batch_clock()
+            batch_at = next_local_time(now, clock.hour, clock.minute)
             await self._activity(
                 "enqueue_batch",
                 BatchEnqueue(
