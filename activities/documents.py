@@ -28,7 +28,8 @@ from engine.logs import get_logger
 from rules.deadlines import SHANGHAI
 from rules.vocabulary import DocumentKind, RedirectRoute
 
-TEMPLATE_VERSION = "2026.1"
+# 2026.2: the mediation agreement names both parties and the terms; no engine codes in any text.
+TEMPLATE_VERSION = "2026.2"
 FOOTER_MARK = "—— 存证核验 ——"
 
 _ROUTES = {
@@ -60,6 +61,10 @@ def chinese_date(dt: datetime) -> str:
     return f"{local.year}年{local.month}月{local.day}日"
 
 
+# The engine's own reasons for a letter, as the letter says them.
+_LADDER_REASONS = {"triage: high risk": "受理分办时研判为高风险"}
+
+
 def _body(kind: DocumentKind, f: dict[str, Any], to: str) -> list[str]:
     title = f.get("title", "")
     unit = f.get("unit", "")
@@ -85,7 +90,15 @@ def _body(kind: DocumentKind, f: dict[str, Any], to: str) -> list[str]:
         ]
     if kind == DocumentKind.mediation_agreement:
         state = "已履行到位" if f.get("fulfilled") else "约定履行，待履行"
-        return [f"当事人：{to}与{unit}", f"就“{title}”一事，经首办单位组织调解，双方自愿达成协议。", f"履行情况：{state}。"]
+        # The unit organises the mediation; the parties are the petitioner and the other side.
+        return [
+            f"申请人：{to}",
+            f"被申请人：{f.get('other_party') or '（调解时未登记）'}",
+            f"调解组织：{unit}",
+            f"就“{title}”一事，经{unit}组织调解，双方自愿达成如下协议：",
+            f"协议内容：{f.get('terms') or '（以调解笔录为准）'}",
+            f"履行情况：{state}。",
+        ]
     if kind == DocumentKind.extension_notice:
         return [
             f"{to}：",
@@ -107,7 +120,7 @@ def _body(kind: DocumentKind, f: dict[str, Any], to: str) -> list[str]:
         ask = "化解风险隐患" if kind == DocumentKind.risk_warning_letter else "取得实质进展并书面报告"
         return [
             f"{f.get('locality', '')}、{unit}：",
-            f"案件“{title}”存在重大风险隐患（{f.get('reason', '')}）。",
+            f"案件“{title}”存在重大风险隐患（{_LADDER_REASONS.get(str(f.get('reason')), f.get('reason', ''))}）。",
             f"请于{chinese_date(due - _ONE_SECOND) if due else ''}二十四时前{ask}，逾期将依规升级督办。",
         ]
     if kind == DocumentKind.accountability_letter:
@@ -125,7 +138,7 @@ def _body(kind: DocumentKind, f: dict[str, Any], to: str) -> list[str]:
         extra = f"随附办理意见书（存证摘要 {enclosures[0][:16]}）。" if enclosures else ""
         return [f"{to}：", f"关于您反映的“{title}”一事，市信联办{step}，将督促责任单位依法处理。{extra}"]
     if kind == DocumentKind.delivery_receipt:
-        return [f"受送达人：{to}", f"送达文书：{f.get('delivered_document', '')}", "送达方式：电子送达"]
+        return [f"受送达人：{to}", f"送达文书：{_delivered_title(str(f.get('delivered_document', '')))}", "送达方式：电子送达"]
     raise ValueError(f"no template for document kind {kind}")
 
 

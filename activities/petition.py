@@ -552,7 +552,7 @@ class PetitionActivities:
             recipient_role="handling_unit",  # type: ignore[arg-type]
             recipient=req.unit,
             channel="batch",  # type: ignore[arg-type]
-            subject=f"[次日批量分转] {req.unit} {len(req.items)} 件低风险信访事项",
+            subject=f"【次日批量分转】{req.unit} {len(req.items)} 件低风险信访事项",
             body="\n".join(lines),
         )
         return await self._deliver(self.notifier, notice)

@@ -237,6 +237,13 @@ CATEGORY_CN = {
 
 RISK_CN = {Risk.high: "高", Risk.medium: "中", Risk.low: "低"}
 
+TIER_CN = {
+    NotificationTier.immediate: "即时",
+    NotificationTier.priority: "优先",
+    NotificationTier.batch: "汇总",
+    NotificationTier.overdue: "超期",
+}
+
 STAGE_CN = {
     Stage.registered: "已登记，正在分办",
     Stage.triaged: "已分办，等待受理",
@@ -287,3 +294,41 @@ LADDER_CN = {
 }
 
 OFFICE_LEVEL_CN = {OfficeLevel.city: "市级", OfficeLevel.county: "县区级", OfficeLevel.township: "乡镇街道"}
+
+# The actions on a case, as the case desk's forms and timeline name them (engine/web_cases.py).
+ACTION_CN = {
+    "accept": "受理",
+    "not_accept": "不予受理",
+    "redirect": "导入法定途径",
+    "mediation_result": "调解结果",
+    "extend": "延期",
+    "issue_opinion": "出具办理意见",
+    "request_review": "申请复查",
+    "review_decision": "复查决定",
+    "request_re_review": "申请复核",
+    "re_review_decision": "复核决定",
+    "flag_major_risk": "标记重大风险",
+    "report_progress": "报告整改进展",
+    "risk_resolved": "风险化解",
+    "repeat_visit": "重复来访",
+    "withdraw": "撤回",
+    "arbitration": "仲裁绿色通道",
+    "pause_clock": "暂停计时",
+    "resume_clock": "恢复计时",
+    "assign_leader": "领导包案",
+}
+
+REDIRECT_ROUTE_CN = {
+    RedirectRoute.litigation: "诉讼",
+    RedirectRoute.arbitration: "仲裁",
+    RedirectRoute.administrative_reconsideration: "行政复议",
+}
+
+ARBITRATION_EVENT_CN = {
+    ArbitrationEvent.filed: "仲裁立案",
+    ArbitrationEvent.settled: "仲裁调解达成",
+    ArbitrationEvent.award: "仲裁裁决",
+    ArbitrationEvent.confirmed: "司法确认（履行完毕）",
+    ArbitrationEvent.failed: "仲裁未能解决",
+    ArbitrationEvent.court: "起诉至人民法院",
+}

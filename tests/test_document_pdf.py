@@ -44,17 +44,18 @@ PEOPLE = "张三、李四"
 NOTICE_FIELDS: dict[str, Any] = {"title": "某建筑工地拖欠农民工工资", "unit": "青山区人社局", "handled_by": "clerk01"}
 RECEIPT_FIELDS: dict[str, Any] = {"unit": "青山区人社局", "delivered_document": "handling_opinion（存证核验码 L4-0123abcd）"}
 
-# The text bodies as the templates rendered them before PDFs existed (byte for byte).
+# The text bodies as the templates render them (byte for byte; template 2026.2 names the delivered
+# document in Chinese).
 NOTICE_TEXT = (
     "信访事项受理告知书\n案件编号：XF-20261201-0A1B2C3D\n\n张三、李四：\n"
     "您反映的“某建筑工地拖欠农民工工资”一事，经审查符合受理条件，青山区人社局已依法予以受理。\n"
     "我单位将在受理之日起六十日内办结并书面答复；符合条件的民生纠纷，将在七日内组织调解。\n\n"
-    "青山区人社局\n经办人：clerk01\n2026年12月1日\n（文书模板 2026.1）\n"
+    "青山区人社局\n经办人：clerk01\n2026年12月1日\n（文书模板 2026.2）\n"
 )
 RECEIPT_TEXT = (
     "送达回证\n案件编号：XF-20261201-0A1B2C3D\n\n受送达人：张三、李四\n"
-    "送达文书：handling_opinion（存证核验码 L4-0123abcd）\n送达方式：电子送达\n\n"
-    "青山区人社局\n2026年12月1日\n（文书模板 2026.1）\n"
+    "送达文书：信访事项办理意见书（存证核验码 L4-0123abcd）\n送达方式：电子送达\n\n"
+    "青山区人社局\n2026年12月1日\n（文书模板 2026.2）\n"
 )
 
 

@@ -75,3 +75,32 @@ def test_kept_scenario_documents_verify_and_a_changed_byte_is_refused(tmp_path: 
         2, len(docs), bytes.fromhex(proof["old_root"]), bytes.fromhex(proof["new_root"]), [bytes.fromhex(h) for h in proof["proof"]]
     )
     assert proof["new_root"] == sth["root_hex"]
+
+
+def test_documents_speak_chinese_and_the_agreement_names_both_parties_and_the_terms() -> None:
+    import re
+    from datetime import UTC, datetime
+
+    from activities.documents import render_body
+    from rules.vocabulary import DocumentKind
+
+    at = datetime(2026, 12, 1, 2, tzinfo=UTC)
+    fields = {
+        "title": "装修公司拖欠工资", "unit": "青山区人社局", "locality": "青山区",
+        "deadline": "2026-12-16T16:00:00+00:00", "officials": ["青山区区长"], "ladder_step": "warning",
+        "delivered_document": "handling_opinion（存证核验码 L2-71f18649）", "text": "经查属实。", "days": 20,
+        "approved_by": "局长", "route": "arbitration", "new_due": "2027-02-22T16:00:00+00:00",
+        "other_party": "某装修公司", "terms": "某装修公司于12月10日前一次性支付工资2.6万元。", "fulfilled": False,
+    }  # fmt: skip
+    letters = (DocumentKind.risk_warning_letter, DocumentKind.supervision_letter)
+    for kind in DocumentKind:
+        # The engine's own reason for a letter is a code; a person's reason is their words.
+        reason = "triage: high risk" if kind in letters else "不属于信访事项受理范围"
+        text = render_body(kind, "XF-20261201-5D6E7F80", at, {**fields, "reason": reason}, "赵某").decode("utf-8")
+        words = re.findall(r"[A-Za-z_]{3,}", text.replace("XF-20261201-5D6E7F80", ""))
+        assert words == [], (kind, words)
+    agreement = render_body(DocumentKind.mediation_agreement, "XF-20261201-5D6E7F80", at, fields, "赵某").decode()
+    assert "申请人：赵某" in agreement and "被申请人：某装修公司" in agreement and "调解组织：青山区人社局" in agreement
+    assert "协议内容：某装修公司于12月10日前一次性支付工资2.6万元。" in agreement
+    receipt = render_body(DocumentKind.delivery_receipt, "XF-20261201-5D6E7F80", at, fields, "赵某").decode()
+    assert "送达文书：信访事项办理意见书（存证核验码 L2-71f18649）" in receipt

@@ -470,6 +470,9 @@ class RedirectInput(_Action):
 class MediationResultInput(_Action):
     success: bool
     fulfilled: bool = False
+    # What the agreement (人民调解协议书) names: the other party and the agreed terms.
+    other_party: Annotated[str, _text(MAX_NAME_CHARS, "a party's name")] = ""
+    terms: Annotated[str, _text(MAX_NOTE_CHARS, "the agreed terms", multiline=True)] = ""
 
 
 class ExtendInput(_Action):

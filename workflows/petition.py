@@ -38,7 +38,11 @@ with workflow.unsafe.imports_passed_through():
         supervision_deadline_outcome,
     )
     from rules.vocabulary import (
+        CATEGORY_CN,
+        DEADLINE_CN,
         MAX_NAME_CHARS,
+        RISK_CN,
+        TIER_CN,
         ArbitrationEvent,
         DeadlineName,
         DeadlineStart,
@@ -654,7 +658,9 @@ class PetitionWorkflow:
         window = self.clocks.get(DeadlineName.mediation_window)
         within = window is not None and window.status == "running" and now < window.due
         if d.success:
-            await self._document(DocumentKind.mediation_agreement, fulfilled=d.fulfilled)
+            await self._document(
+                DocumentKind.mediation_agreement, fulfilled=d.fulfilled, other_party=d.other_party, terms=d.terms
+            )
         self._emit("stage", stage=Stage.mediation.value, success=d.success, fulfilled=d.fulfilled, within_window=within)
         if window is not None and window.status == "running":
             self._finish(DeadlineName.mediation_window)
@@ -942,10 +948,10 @@ class PetitionWorkflow:
         **extra: Any,
     ) -> None:
         key = self._key(f"notify:{tier.value}")
-        subject = f"[{tier.value}] 信访事项 {self.case_id}：{self.intake.title}"
+        subject = f"【{TIER_CN[tier]}】信访事项 {self.case_id}：{self.intake.title}"
         body = (
-            f"案件 {self.case_id}（{self.intake.locality}，{self.category.value if self.category else '待分拣'}，"
-            f"风险 {self.risk.value if self.risk else '未定'}）{extra.get('what', '请及时处理')}。"
+            f"案件 {self.case_id}（{self.intake.locality}，{CATEGORY_CN[self.category] if self.category else '待分拣'}，"
+            f"风险{RISK_CN[self.risk] if self.risk else '未定'}）{extra.get('what', '请及时处理')}。"
         )
         req = NotificationRequest(
             idempotency_key=key,
@@ -1032,7 +1038,7 @@ class PetitionWorkflow:
         rule = self.rules.notifications.overdue
         unit = self.unit or self.intake.locality
         recipient = f"{unit}负责人"
-        what = f"{name.value} 期限已逾期，请立即处理"
+        what = f"{DEADLINE_CN[name]}已逾期，请立即处理"
         await self._send(NotificationTier.overdue, rule.recipient_role, recipient, rule.channel, None, deadline=name.value, what=what)
 
     # ----------------------------------------------------------------------------------------
