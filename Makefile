@@ -5,10 +5,11 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
 # Debian packages: CJK fonts for the PDFs of documents; chromium, pdftoppm and zbarimg for the
-# browser and QR tests. Installed when missing and we are root (CI, this machine); otherwise the
-# tests that need them are skipped and the PDFs are not written (the text documents still are).
-RUN_DEBS  := fonts-noto-cjk
-TEST_DEBS := fonts-noto-cjk chromium poppler-utils zbar-tools
+# browser and QR tests; faketime (libfaketime) for `starter.py simulate` of a year already begun.
+# Installed when missing and we are root (CI, this machine); otherwise the tests that need them
+# are skipped and the PDFs are not written (the text documents still are).
+RUN_DEBS  := fonts-noto-cjk faketime
+TEST_DEBS := fonts-noto-cjk chromium poppler-utils zbar-tools faketime
 
 .PHONY: setup run demo test test-fast lint bench clean debs-run debs-test
 

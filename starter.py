@@ -6,6 +6,7 @@
     python starter.py state CASE                        a running case's state and deadlines
     python starter.py list [--open] [--overdue]         cases, newest first
     python starter.py scenario FILE [--keep DIR]        run a scenario on the time-skipping server
+    python starter.py simulate [--year Y] [--scale S]   a simulated year of petitions into a new data folder
     python starter.py triage                            classify intake JSON lines from stdin
     python starter.py triage train [--corpus DIR]       rebuild rules/triage_model.json from the corpus
     python starter.py triage corrections [--out FILE]   operators' corrections as labelled examples
@@ -13,6 +14,7 @@
     python starter.py scores [--since CURSOR]           the HR score stream, as JSON lines
     python starter.py assessment --year YEAR            each unit's mediation rate and points
     python starter.py arbitration                       the green channel's return-to-court rate
+    python starter.py brief --period 2026-11 [--locality X] [--out FILE]   the monthly data brief (PDF)
     python starter.py verify FILE [--data DIR]          check that a document is genuine
     python starter.py ledger head | consistency OLD NEW the log's signed head and proofs
     python starter.py ledger monitor --url BASE | --data DIR [--state FILE] [--public-key B64]
@@ -25,6 +27,10 @@
 Staff sign in: every command that reads or changes cases acts as a named account, given by
 `--as NAME` (its token file, written by `users add`) or PETITION_TOKEN_FILE. `users add` on an
 engine without accounts creates the first admin without signing in.
+
+Output: Chinese tables with Asia/Shanghai times on a terminal, JSON when stdout is piped or
+redirected (what scripts read); `--json` or `--table`, before or after the command, forces either.
+`scenario` always prints the contract's JSON; `triage` and `ledger monitor --json` print JSON lines.
 
 Exit status: 0 done; 1 a verification that failed or an action the rules refused (also a
 `register` of a matter finalised by re-review: the new case records the refusal and its notice);
@@ -43,7 +49,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -59,6 +65,18 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 4
 
 def _print(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def _tables(args: argparse.Namespace) -> bool:
+    """Tables for people or JSON for machines: `--table` / `--json` (before or after the command)
+    decide; unasked, tables when stdout is a terminal and JSON when it is piped or redirected, so
+    scripts read what they always read (engine/console.py)."""
+    from engine.console import wants_table
+
+    output = getattr(args, "output", None)
+    if output is None and getattr(args, "json", False):  # a command's own --json (ledger monitor, simulate)
+        output = "json"
+    return wants_table(output)
 
 
 def _engine_address(settings: Settings) -> str:
@@ -86,11 +104,17 @@ async def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
         raise Refused(
             reg.case_id,
             "register",
-            f"This matter was finalised by re-review in case {reg.prior_final_case}; case {reg.case_id} "
-            "records the refusal and its notice to the petitioner.",
+            f"该事项已在案件 {reg.prior_final_case} 经复核终结，同一事实和理由不再受理；"
+            f"案件 {reg.case_id} 记录了这次不予受理，并向信访人发出告知书。",
         )
-    if reg.repeat_visit:
-        print(f"{reg.case_id}\trepeat visit {reg.visits}")
+    if _tables(args):
+        from engine.console import print_registration
+
+        print_registration(reg.case_id, repeat_visit=reg.repeat_visit, visits=reg.visits)
+    elif getattr(args, "output", None) == "json":
+        _print({"case_id": reg.case_id, "repeat_visit": reg.repeat_visit, "visits": reg.visits})
+    elif reg.repeat_visit:  # piped, unasked: the case id first, as scripts have always read it
+        print(f"{reg.case_id}\t重复来访（第 {reg.visits} 次）")
     else:
         print(reg.case_id)
     return EXIT_OK
@@ -106,7 +130,13 @@ async def cmd_act(args: argparse.Namespace, settings: Settings) -> int:
     actor = _actor(args, settings)
     client = await connect(settings)
     result = await act(client, settings, args.case, args.action, data, actor=actor)
-    _print({"case_id": result.case_id, "stage": result.stage, "outcome": result.outcome, "events": [e.contract() for e in result.events]})
+    done = {"case_id": result.case_id, "stage": result.stage, "outcome": result.outcome, "events": [e.contract() for e in result.events]}
+    if _tables(args):
+        from engine.console import print_act
+
+        print_act(args.action, done)
+    else:
+        _print(done)
     return EXIT_OK
 
 
@@ -115,7 +145,12 @@ async def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 
     case = history(settings, args.case)
     require_view(_actor(args, settings), case["unit"])
-    _print(case)
+    if _tables(args):
+        from engine.console import print_history
+
+        print_history(case)
+    else:
+        _print(case)
     return EXIT_OK
 
 
@@ -130,10 +165,15 @@ async def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
         state = await client.get_workflow_handle(args.case).query("state", result_type=CaseState)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise InputError(f"There is no case '{args.case}'.") from None
+            raise InputError(f"没有案件“{args.case}”。") from None
         raise
     require_view(actor, state.unit)
-    _print(state.model_dump(mode="json"))
+    if _tables(args):
+        from engine.console import print_state
+
+        print_state(state.model_dump(mode="json"))
+    else:
+        _print(state.model_dump(mode="json"))
     return EXIT_OK
 
 
@@ -152,13 +192,14 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             q = q.where(CaseRow.status == "open")
         if args.overdue:
             q = q.where(CaseRow.overdue == True)  # noqa: E712
-        for row in s.exec(q):
-            print(
-                json.dumps(
-                    row.model_dump(mode="json", exclude={"matter_key"}),
-                    ensure_ascii=False,
-                )
-            )
+        rows = [row.model_dump(mode="json", exclude={"matter_key"}) for row in s.exec(q)]
+    if _tables(args):
+        from engine.console import print_cases
+
+        print_cases(rows)
+    else:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
     return EXIT_OK
 
 
@@ -170,6 +211,29 @@ async def cmd_scenario(args: argparse.Namespace, settings: Settings) -> int:
     if not args.keep:
         result.pop("data_dir", None)
     _print(result)
+    return EXIT_OK
+
+
+async def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import date
+
+    from engine.simulate import Options, SimulationFailed, format_summary, run_simulation, this_year
+
+    try:
+        until = date.fromisoformat(args.until) if args.until else None
+    except ValueError:
+        raise InputError(f"--until {printable(args.until)}: give a day as YYYY-MM-DD.") from None
+    opts = Options(year=args.year or this_year(), data_dir=Path(args.data) if args.data else settings.data_dir, scale=args.scale,
+                   cases=args.cases, until=until, seed=args.seed, concurrency=args.concurrency, pdf=args.pdf)
+    try:
+        summary = await run_simulation(opts)
+    except SimulationFailed as exc:
+        _say(f"error: {exc}")
+        return EXIT_FAILED
+    if args.json:
+        _print(summary)
+    else:
+        print(format_summary(summary))
     return EXIT_OK
 
 
@@ -190,7 +254,7 @@ async def cmd_triage(args: argparse.Namespace, settings: Settings) -> int:
         lines = [json.dumps(ex, ensure_ascii=False) for ex in triage_corrections(settings)]
         if args.out:
             Path(args.out).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-            print(f"{len(lines)} corrections written to {args.out}", file=sys.stderr)
+            print(f"已将 {len(lines)} 条人工更正写入 {args.out}", file=sys.stderr)
         else:
             for line in lines:
                 print(line)
@@ -218,7 +282,7 @@ async def _classify_lines() -> int:
             item = TriageInput.model_validate({k: raw.get(k) for k in TriageInput.model_fields if k in raw})
         except Exception as exc:  # one bad line must not stop the batch; say which line
             bad += 1
-            print(json.dumps({"line": n, "error": f"line {n} is not an intake record: {exc}"}, ensure_ascii=False))
+            print(json.dumps({"line": n, "error": f"第 {n} 行不是信访事项记录：{exc}"}, ensure_ascii=False))
             continue
         r = triage.classify(item)
         print(
@@ -245,6 +309,11 @@ async def cmd_scores(args: argparse.Namespace, settings: Settings) -> int:
 
     require(_actor(args, settings), "scores")
     events, cursor = score_events(settings, args.since, args.limit)
+    if _tables(args):
+        from engine.console import print_scores
+
+        print_scores(events, cursor)
+        return EXIT_OK
     for e in events:
         print(json.dumps(e, ensure_ascii=False, default=str))
     print(json.dumps({"next_cursor": cursor}))
@@ -255,7 +324,13 @@ async def cmd_assessment(args: argparse.Namespace, settings: Settings) -> int:
     from engine.reports import assessment
 
     require(_actor(args, settings), "assessment")
-    _print(assessment(settings, args.year))
+    report = assessment(settings, args.year)
+    if _tables(args):
+        from engine.console import print_assessment
+
+        print_assessment(report)
+    else:
+        _print(report)
     return EXIT_OK
 
 
@@ -265,7 +340,34 @@ async def cmd_arbitration(args: argparse.Namespace, settings: Settings) -> int:
     actor = _actor(args, settings)
     if not (may(actor.role, "view_cases") or may(actor.role, "scores")):
         require(actor, "view_cases")
-    _print(arbitration_stats(settings))
+    stats = arbitration_stats(settings)
+    if _tables(args):
+        from engine.console import print_arbitration
+
+        print_arbitration(stats)
+    else:
+        _print(stats)
+    return EXIT_OK
+
+
+async def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
+    from activities.db import get_engine
+    from activities.documents import NoPdfFont
+    from engine.brief import brief_filename, render_brief
+    from engine.cockpit import parse_period
+
+    require(_actor(args, settings), "view_cockpit")
+    try:
+        period = parse_period(args.period)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        data = render_brief(get_engine(settings.resolved_database_url()), period, locality=args.locality)
+    except NoPdfFont as exc:
+        raise InputError(f"{exc}.") from None
+    out = Path(args.out) if args.out else Path.cwd() / brief_filename(period)
+    out.write_bytes(data)
+    print(out)
     return EXIT_OK
 
 
@@ -274,15 +376,18 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
     s = Settings(data_dir=Path(args.data)) if args.data else settings
     if not Path(args.file).exists() and re.fullmatch(r"L\d+-[0-9a-f]{8}", args.file.strip()):
-        return _verify_code(s, args.file.strip())
+        return _verify_code(args, s, args.file.strip())
     ok, message, detail = verify_file(s, Path(args.file))
-    print(message)
-    if detail:
-        _print(detail)
+    if _tables(args):
+        from engine.console import print_verification
+
+        print_verification(ok, message, detail)
+    else:
+        _print({"genuine": ok, "message": message, **(detail or {})})
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def _verify_code(settings: Settings, code: str) -> int:
+def _verify_code(args: argparse.Namespace, settings: Settings, code: str) -> int:
     """`verify L4-e237b9dc`: the code printed on a document names its entry in the log."""
     from engine.public import document_view
     from engine.reports import existing_ledger
@@ -290,16 +395,31 @@ def _verify_code(settings: Settings, code: str) -> int:
     existing_ledger(settings)  # refuses, creating nothing, where there is no engine data
     view = document_view(settings, code)
     if view is None:
-        print(f"not genuine: no document in this log has the verification code {code}.")
+        message = f"不真实：本日志中没有验证码为 {code} 的文书。"
+        if _tables(args):
+            from engine.console import console
+
+            console().print(message)
+        else:
+            _print({"genuine": False, "message": message, "code": code})
         return EXIT_FAILED
-    print(f"the log holds a {view['kind']} ({view['title']}) with code {code}, issued {view['date']} by "
-          f"{view['issuer'] or 'the engine'}; to check a copy's content: starter.py verify FILE, or "
-          f"{settings.resolved_public_url()}/v/{code}")
-    _print({k: view[k] for k in ("code", "kind", "case", "sha256", "index")} | {"signed_head": view["sth"]})
+    message = (f"日志中有验证码为 {code} 的《{view['title']}》，{view['date']}由{view['issuer'] or '本引擎'}出具；"
+               f"要核对一份副本的内容，请运行 starter.py verify 文件，或打开 {settings.resolved_public_url()}/v/{code}")
+    found = {k: view[k] for k in ("code", "kind", "case", "sha256", "index")} | {"signed_head": view["sth"]}
+    if _tables(args):
+        from engine.console import print_code_view
+
+        print_code_view(message, found)
+    else:
+        _print({"genuine": True, "message": message, **found})
     return EXIT_OK
 
 
-_MONITOR_ONLY = ("url", "state", "public_key", "accept_new_key", "once", "interval", "json", "timeout")
+_MONITOR_ONLY = ("url", "state", "public_key", "accept_new_key", "once", "interval", "timeout")
+_HEAD_CN = {"tree_size": "日志大小", "root_hex": "根哈希", "timestamp": "签署时间", "signature_b64": "签名",
+            "public_key_b64": "公钥", "key_id": "密钥编号", "old_size": "旧大小", "new_size": "新大小",
+            "old_root": "旧根哈希", "new_root": "新根哈希", "proof": "一致性证明", "proof_b64": "一致性证明（base64）",
+            "signed_head": "签名树头"}  # fmt: skip
 
 
 async def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
@@ -309,14 +429,20 @@ async def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
         return await _ledger_monitor(args, settings)
     given = [f"--{n.replace('_', '-')}" for n in _MONITOR_ONLY if getattr(args, n) not in (None, False)]
     if given:
-        raise InputError(f"{', '.join(given)}: only for `ledger monitor`.")
+        raise InputError(f"{', '.join(given)}：只用于 `ledger monitor`。")
     s = Settings(data_dir=Path(args.data)) if args.data else settings
     if args.what == "head":
-        _print(ledger_head(s))
+        title, out = "签名树头", ledger_head(s)
     else:
         if args.old is None or args.new is None:
-            raise InputError("ledger consistency needs OLD_SIZE and NEW_SIZE.")
-        _print(ledger_consistency(s, args.old, args.new))
+            raise InputError("ledger consistency 需要 OLD_SIZE 和 NEW_SIZE 两个参数。")
+        title, out = "一致性证明", ledger_consistency(s, args.old, args.new)
+    if _tables(args):
+        from engine.console import print_fields
+
+        print_fields(title, out, _HEAD_CN)
+    else:
+        _print(out)
     return EXIT_OK
 
 
@@ -337,16 +463,16 @@ async def _ledger_monitor(args: argparse.Namespace, settings: Settings) -> int:
     )
 
     if args.old is not None or args.new is not None:
-        raise InputError("ledger monitor takes no sizes: it checks from the last head it accepted.")
+        raise InputError("ledger monitor 不接受日志大小参数：它从上次认可的树头开始核验。")
     if bool(args.url) == bool(args.data):
-        raise InputError("ledger monitor needs either --url BASE (the engine's web address) or --data DIR "
-                         "(its data folder), not both.")
+        raise InputError("ledger monitor 需要 --url BASE（引擎的网址）或 --data DIR（引擎的数据文件夹）二者之一，"
+                         "不能两者都给。")
     if args.once and args.interval is not None:
-        raise InputError("--once and --interval exclude each other.")
+        raise InputError("--once 与 --interval 不能同时使用。")
     if args.data and args.timeout is not None:
-        raise InputError("--timeout is for --url: a data folder is read directly.")
+        raise InputError("--timeout 只用于 --url：数据文件夹是直接读取的。")
     if args.interval is not None and not args.interval > 0:
-        raise InputError("--interval must be a positive number of seconds.")
+        raise InputError("--interval 必须是正数（秒）。")
     source: LogSource | None = None
     try:
         key = parse_public_key(args.public_key) if args.public_key else None
@@ -361,8 +487,10 @@ async def _ledger_monitor(args: argparse.Namespace, settings: Settings) -> int:
             source.close()
         raise InputError(str(exc)) from None
 
+    as_json = bool(args.json) or getattr(args, "output", None) == "json"
+
     def emit(result: CheckResult) -> None:
-        if args.json:
+        if as_json:
             sys.stdout.write(json.dumps(result.model_dump(mode="json"), ensure_ascii=False) + "\n")
         else:
             (sys.stderr if result.status == "error" else sys.stdout).write(result.line() + "\n")
@@ -388,10 +516,22 @@ async def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:
     from engine.reports import calendar_push, calendar_status
 
     if args.what == "status":
-        _print(calendar_status(settings))
+        status = calendar_status(settings)
+        if _tables(args):
+            from engine.console import print_calendar_status
+
+            print_calendar_status(status)
+        else:
+            _print(status)
         return EXIT_OK
     require(_actor(args, settings), "calendar_push")
-    _print(await calendar_push(settings))
+    pushed = await calendar_push(settings)
+    if _tables(args):
+        from engine.console import print_calendar_push
+
+        print_calendar_push(pushed)
+    else:
+        _print(pushed)
     return EXIT_OK
 
 
@@ -403,30 +543,35 @@ async def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     first = args.what == "add" and not has_accounts(settings)
     admin = None if first else require(_actor(args, settings), "accounts")
     if args.what == "list":
-        for row in list_users(settings):
-            role = StaffRole(row.role)
-            print(json.dumps({"username": row.username, "display_name": row.display_name, "role": row.role,
-                              "role_cn": ROLE_CN[role], "unit": row.unit, "disabled": row.disabled,
-                              "created_at": row.created_at.isoformat(), "created_by": row.created_by}, ensure_ascii=False))
+        rows = [{"username": row.username, "display_name": row.display_name, "role": row.role,
+                 "role_cn": ROLE_CN[StaffRole(row.role)], "unit": row.unit, "disabled": row.disabled,
+                 "created_at": row.created_at.isoformat(), "created_by": row.created_by} for row in list_users(settings)]
+        if _tables(args):
+            from engine.console import print_users
+
+            print_users(rows)
+        else:
+            for one in rows:
+                print(json.dumps(one, ensure_ascii=False))
         return EXIT_OK
     if not args.name:
-        raise InputError(f"users {args.what} needs the account's NAME.")
+        raise InputError(f"users {args.what} 需要账号名 NAME。")
     if args.what == "disable":
         disable_user(settings, args.name)
-        print(f"{args.name}: disabled; its sign-ins ended.")
+        print(f"账号 {args.name} 已停用，它的所有登录均已失效。")
         return EXIT_OK
     if args.role is None:
-        raise InputError("users add needs --role: operator, unit, supervision, hr or admin.")
+        raise InputError("users add 需要 --role：operator（登记窗口）、unit（责任单位）、supervision（督查室）、hr（组织人事）或 admin（系统管理员）。")
     role = StaffRole(args.role)
     if first and role != StaffRole.admin:
-        raise InputError("This engine has no accounts yet: the first account must be an admin (--role admin).")
+        raise InputError("本引擎还没有任何账号：第一个账号必须是系统管理员（--role admin）。")
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     password, token = add_user(settings, args.name, role, unit=args.unit, display_name=args.display_name,
                                password=password, created_by=admin.name if admin else "first admin")
-    print(f"account {args.name} ({role.value}{', ' + args.unit if args.unit else ''}) created.")
+    print(f"已创建账号 {args.name}（{ROLE_CN[role]}{'，' + args.unit if args.unit else ''}）。")
     if not args.password_stdin:
-        print(f"password (shown once): {password}")
-    print(f"CLI token: {token}  (use `starter.py --as {args.name} …`)")
+        print(f"密码（只显示这一次）：{password}")
+    print(f"命令行登录凭据：{token}（使用方法：`starter.py --as {args.name} …`）")
     return EXIT_OK
 
 
@@ -435,11 +580,11 @@ async def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
     require(_actor(args, settings), "accounts")
     if settings.payload_keys:
-        raise InputError("The payload keys come from PETITION_PAYLOAD_KEYS; rotate them where that variable is set.")
+        raise InputError("载荷密钥来自环境变量 PETITION_PAYLOAD_KEYS；请在设置该变量的地方轮换密钥。")
     path = settings.resolved_payload_key_file()
     kid = append_new_key(path)
-    print(f"payload key {kid} added to {path}; it encrypts from now on, the older keys still decrypt. "
-          "Restart the worker and back the file up (docs/privacy.md).")
+    print(f"已在 {path} 中加入载荷密钥 {kid}：此后用它加密，旧密钥仍可解密。"
+          "请重启工作进程，并备份该文件（见 docs/privacy.md）。")
     return EXIT_OK
 
 
@@ -449,10 +594,29 @@ def _actor(args: argparse.Namespace, settings: Settings) -> Actor:
     return cli_actor(settings, getattr(args, "as_user", None))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, saying a usage error in Chinese (exit 2, as any bad input)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}：错误：{message}（用 -h 查看用法）\n")
+
+
+def _output_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """`--json` / `--table`: before the command, or after it (a command's own `--json` is kept)."""
+    if "--json" not in parser._option_string_actions:
+        parser.add_argument("--json", dest="output", action="store_const", const="json", default=default,
+                            help="输出 JSON（供程序读取；输出到管道或文件时的默认方式）")
+    if "--table" not in parser._option_string_actions:
+        parser.add_argument("--table", dest="output", action="store_const", const="table", default=default,
+                            help="输出中文表格（输出到终端时的默认方式）")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="starter.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="starter.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--as", dest="as_user", default=None, metavar="NAME",
                    help="act as this account (its token file from `users add`); else PETITION_TOKEN_FILE")
+    _output_options(p, None)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("register", help="register a petition from a JSON file or stdin")
     r.add_argument("file", nargs="?", default="-")
@@ -472,6 +636,23 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("scenario", help="run a scenario file on the time-skipping server")
     sc.add_argument("file")
     sc.add_argument("--keep", default=None, metavar="DIR", help="keep the data folder (documents, ledger) here")
+    sm = sub.add_parser(
+        "simulate", help="a simulated year of petitions, through the real workflows, into a data folder",
+        description="Register a year of synthetic petitions (the source's volumes times --scale: channels, "
+        "categories, 36%% repeats) through the real workflows on the time-skipping test server, day by day, "
+        "with the units' actions, into a data folder's read model for the cockpit "
+        "(PETITION_DATA_DIR=DIR make run). The server's clock starts on 1 January under libfaketime.",
+    )  # fmt: skip
+    sm.add_argument("--year", type=int, default=None, help="the year to simulate (default: this year)")
+    sm.add_argument("--scale", type=float, default=0.1, help="fraction of the source's yearly volumes (default 0.1)")
+    sm.add_argument("--cases", type=int, default=None, metavar="N", help="N registrations instead of --scale")
+    sm.add_argument("--until", default=None, metavar="YYYY-MM-DD", help="the last simulated day (default 31 December)")
+    sm.add_argument("--seed", type=int, default=2026, help="the random draw's seed (default 2026)")
+    sm.add_argument("--data", default=None, metavar="DIR", help="the data folder to write (default PETITION_DATA_DIR "
+                    "or data/); it must be new or hold no engine data, else nothing is changed")  # fmt: skip
+    sm.add_argument("--concurrency", type=int, default=16, help="registrations and actions in flight (default 16)")
+    sm.add_argument("--pdf", action="store_true", help="also render each document's PDF (about 0.5 s each)")
+    sm.add_argument("--json", action="store_true", help="the summary as JSON")
     tr = sub.add_parser("triage", help="classify intake JSON lines from stdin; train; corrections; drift")
     tr.add_argument("what", nargs="?", choices=["classify", "train", "corrections", "drift"], default="classify")
     tr.add_argument("--corpus", default=None, metavar="DIR", help="train: the labelled corpus (rules/triage_corpus)")
@@ -482,6 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
     asm = sub.add_parser("assessment", help="units' mediation rate and points for a year")
     asm.add_argument("--year", type=int, required=True)
     sub.add_parser("arbitration", help="the arbitration green channel and its return-to-court rate")
+    br = sub.add_parser("brief", help="the monthly data brief (月度数据快报) as a PDF")
+    br.add_argument("--period", required=True, help="a month (2026-11), a quarter (2026-Q4) or a year (2026)")
+    br.add_argument("--locality", default=None, help="one locality only (default: the whole city)")
+    br.add_argument("--out", default=None, metavar="FILE", help="default: 月度数据快报-PERIOD.pdf in the current folder")
     v = sub.add_parser("verify", help="check that a document is genuine")
     v.add_argument("file")
     v.add_argument("--data", default=None, metavar="DIR")
@@ -501,7 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--once", action="store_true", help="monitor: check once (the default)")
     lg.add_argument("--interval", type=float, default=None, metavar="SECONDS",
                     help="monitor: check every SECONDS until Ctrl-C")
-    lg.add_argument("--json", action="store_true", help="monitor: one JSON object per check")
+    lg.add_argument("--json", action="store_true",
+                    help="JSON (head, consistency: as when piped); monitor: one JSON object per check")
     lg.add_argument("--timeout", type=float, default=None, metavar="S",
                     help="monitor: HTTP timeout in seconds (default 10)")
     cal = sub.add_parser("calendar", help="holiday calendar status, or push it to running cases")
@@ -515,6 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("--password-stdin", action="store_true", help="read the password from stdin instead of generating one")
     ky = sub.add_parser("keys", help="payload encryption keys")
     ky.add_argument("what", choices=["rotate"])
+    for command in sub.choices.values():  # every command, those added later too
+        _output_options(command, argparse.SUPPRESS)
     return p
 
 
@@ -525,10 +713,12 @@ COMMANDS = {
     "state": cmd_state,
     "list": cmd_list,
     "scenario": cmd_scenario,
+    "simulate": cmd_simulate,
     "triage": cmd_triage,
     "scores": cmd_scores,
     "assessment": cmd_assessment,
     "arbitration": cmd_arbitration,
+    "brief": cmd_brief,
     "verify": cmd_verify,
     "ledger": cmd_ledger,
     "calendar": cmd_calendar,
@@ -539,6 +729,8 @@ COMMANDS = {
 
 async def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "output", None) == "json" and getattr(args, "json", None) is False:
+        args.json = True  # `starter.py --json CMD` for a command with a --json of its own
     settings = load_settings()
     from engine.logs import configure_logging
 
@@ -546,20 +738,20 @@ async def main(argv: list[str] | None = None) -> int:
     try:
         return await COMMANDS[args.command](args, settings)
     except (InputError, RuleFileError, AccountError) as exc:
-        _say(f"error: {exc}")
+        _say(f"错误：{exc}")
         return EXIT_BAD_INPUT
     except (Refused, AccessError) as exc:
-        _say(f"refused: {exc.error if isinstance(exc, Refused) else exc}")
+        _say(f"拒绝：{exc.error if isinstance(exc, Refused) else exc}")
         return EXIT_FAILED
     except NoWorker as exc:
-        _say(f"error: {exc}")
+        _say(f"错误：{exc}")
         return EXIT_UNREACHABLE
     except (RuntimeError, RPCError) as exc:
         if not _unreachable(exc):
             raise
         address = printable(_engine_address(settings), 120)
-        how = "start it with `make run` or set TEMPORAL_ADDRESS"
-        _say(f"error: the engine is not reachable at {address}: {how}.")
+        how = "请用 `make run` 启动引擎，或设置 TEMPORAL_ADDRESS"
+        _say(f"错误：无法连接引擎（{address}）：{how}。")
         return EXIT_UNREACHABLE
 
 

@@ -174,7 +174,12 @@ async def main(argv: list[str] | None = None) -> int:
 
             web = asyncio.create_task(serve(settings, client))
             web.add_done_callback(web_done)
-            log.info("web app", address=web_url(settings), temporal_ui=f"{web_url(settings)}/temporal/")
+            log.info(
+                "web app", address=web_url(settings), cockpit=f"{web_url(settings)}/cockpit",
+                temporal_ui=f"{web_url(settings)}/temporal/",
+            )
+            # The address an operator opens first, on the terminal whatever the log format.
+            print(f"\n  数据驾驶舱 (cockpit): {web_url(settings)}/cockpit\n", file=sys.stderr, flush=True)
         async with build_worker(client, settings):
             log.info("worker running", task_queue=settings.task_queue, data_dir=str(settings.data_dir))
             if args.with_samples:

@@ -310,6 +310,13 @@ Index("ix_score_events_at", col(ScoreEventRow.occurred_at), col(ScoreEventRow.ru
 Index("ix_arbitration_started", col(ArbitrationRow.started_at))
 # The case list filters a period (and a locality) first.
 Index("ix_cases_registered", col(CaseRow.registered_at), col(CaseRow.locality))
+# The cockpit for one locality (bench/cockpit.py; SQLite otherwise scans every case or sorts all of a
+# locality's): its open and overdue counts and red alerts; its case list newest first, with the
+# category checked in the index; the case list by category newest first; the leaders' packages.
+Index("ix_cases_locality_open", col(CaseRow.locality), col(CaseRow.status), col(CaseRow.overdue))
+Index("ix_cases_locality_registered", col(CaseRow.locality), col(CaseRow.registered_at), col(CaseRow.category))
+Index("ix_cases_category_registered", col(CaseRow.category), col(CaseRow.registered_at))
+Index("ix_cases_leader", col(CaseRow.leader), col(CaseRow.registered_at))
 
 
 def project_events(row: CaseRow, events: list[Any]) -> list[IntakeRow]:

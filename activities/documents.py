@@ -26,7 +26,7 @@ from fpdf.enums import MethodReturnValue, PathPaintRule, TextMode, WrapMode, XPo
 
 from engine.logs import get_logger
 from rules.deadlines import SHANGHAI
-from rules.vocabulary import DocumentKind, RedirectRoute
+from rules.vocabulary import DOCUMENT_CN, DocumentKind, RedirectRoute
 
 # 2026.2: the mediation agreement names both parties and the terms; no engine codes in any text.
 TEMPLATE_VERSION = "2026.2"
@@ -36,22 +36,6 @@ _ROUTES = {
     RedirectRoute.litigation.value: "向人民法院提起诉讼",
     RedirectRoute.arbitration.value: "向劳动人事争议仲裁委员会申请仲裁",
     RedirectRoute.administrative_reconsideration.value: "依法申请行政复议",
-}
-
-DOCUMENT_TITLES: dict[DocumentKind, str] = {
-    DocumentKind.acceptance_notice: "信访事项受理告知书",
-    DocumentKind.not_accepted_notice: "信访事项不予受理告知书",
-    DocumentKind.redirect_notice: "导入法定途径告知书",
-    DocumentKind.mediation_agreement: "人民调解协议书",
-    DocumentKind.extension_notice: "信访事项延期办理告知书",
-    DocumentKind.handling_opinion: "信访事项办理意见书",
-    DocumentKind.review_opinion: "信访事项复查意见书",
-    DocumentKind.re_review_opinion: "信访事项复核意见书",
-    DocumentKind.risk_warning_letter: "风险提示函",
-    DocumentKind.supervision_letter: "督办函",
-    DocumentKind.accountability_letter: "问责建议函",
-    DocumentKind.petitioner_notice: "群众告知书",
-    DocumentKind.delivery_receipt: "送达回证",
 }
 
 
@@ -185,7 +169,7 @@ def _parts(kind: DocumentKind, case_id: str, issued_at: datetime, fields: dict[s
         else fields.get("unit") or "信访工作机构"
     )
     return _Parts(
-        title=DOCUMENT_TITLES[kind],
+        title=DOCUMENT_CN[kind],
         case_line=f"案件编号：{case_id}",
         body=[line for line in _body(kind, fields, addressee) if line],
         issuer=f"{issuer}",
@@ -367,7 +351,7 @@ def _delivered_title(delivered: str) -> str:
     """`handling_opinion（存证核验码 L4-…）` as a person reads it: 信访事项办理意见书（存证核验码 L4-…）."""
     head, sep, rest = delivered.partition("（")
     try:
-        return DOCUMENT_TITLES[DocumentKind(head.strip())] + sep + rest
+        return DOCUMENT_CN[DocumentKind(head.strip())] + sep + rest
     except ValueError:
         return delivered
 

@@ -76,7 +76,7 @@ _PDF_POOL: ProcessPoolExecutor | None = None
 _PDF_TASKS: set[asyncio.Task[None]] = set()  # PDFs being rendered by this process's activities
 
 
-def _pdf_process_init() -> None:
+def _pdf_process_init(parent: int) -> None:
     """The PDF process holds none of its parent's output pipes (a caller reading the parent's
     output must see it end when the parent ends) and dies with its parent (which may leave by
     `os._exit`), instead of lingering."""
@@ -89,6 +89,10 @@ def _pdf_process_init() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:
+        # The worker died while this process was still starting (seconds of imports): the signal
+        # above will never come, and the call queue would be waited on forever (bench/chaos.py).
+        os._exit(0)
 
 
 def _pdf_pool() -> ProcessPoolExecutor:
@@ -96,7 +100,10 @@ def _pdf_pool() -> ProcessPoolExecutor:
     global _PDF_POOL
     if _PDF_POOL is None:
         _PDF_POOL = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_pdf_process_init
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_pdf_process_init,
+            initargs=(os.getpid(),),
         )
     return _PDF_POOL
 

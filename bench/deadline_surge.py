@@ -1,6 +1,6 @@
 """Deadline surge: N open cases whose acceptance deadline runs out at (nearly) the same instant.
 
-    .venv/bin/python bench/deadline_surge.py [--cases 5000] [--concurrency 50] [--calibrate 100]
+    .venv/bin/python bench/deadline_surge.py [--cases 5000] [--concurrency 50] [--calibrate 100] [--urgent 10]
 
 On the embedded dev server and the real worker, N medium-risk petitions are registered (bounded
 concurrency) and left awaiting acceptance. Each case carries its own copy of rules/bench.toml whose
@@ -18,7 +18,17 @@ until every overdue alert has left the notification adapter (data_dir/notificati
 overdue event is in the timeline table; alerts per second over the surge; lost = cases without an
 overdue event or without an overdue alert (must be 0), and duplicates.
 
-The last line is machine-readable: surge cases=N register/s=R drain_s=D alerts/s=A lost=L
+Urgent notices under the surge (`--urgent N`): while the deadlines expire, N high-risk petitions
+(risk stated at intake, as in samples/02-pollution-high-risk.json) are registered through
+engine.desk.register, evenly spread from T to T + --urgent-span seconds (default 60: the minute in
+which the due instants fall, so the last ones meet the largest backlog). For each, the latency runs
+from the register call to the `sent_at` of its delivered `immediate` SMS in notifications.jsonl. Their
+rule set gives the SMS two hours (not bench.toml's minute), so that the real latency is measured
+rather than the fallback to the duty log; how many took over 60 s is reported. Where that time went
+(waiting for workflow tasks and activities vs running them) is read from their histories.
+
+The last line is machine-readable: surge cases=N register/s=R drain_s=D alerts/s=A lost=L, followed
+with --urgent by urgent=N urgent_sms_p50=S urgent_sms_max=S urgent_lost=L
 
 5,000 cases (the default) take about 13 minutes on a 2-core machine, half of it registration;
 --cases 2000 takes about 5.
@@ -34,11 +44,14 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Container
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from temporalio.service import RPCError  # noqa: E402
 
 from bench._common import (  # noqa: E402
     BENCH_RULES,
@@ -101,13 +114,16 @@ async def _wait_count(settings: Any, kind: str, prefix: str, n: int, timeout: fl
 class AlertLog:
     """Reads data_dir/notifications.jsonl incrementally: the delivered overdue alerts of our cases."""
 
-    def __init__(self, data_dir: Path, cases: set[str]) -> None:
+    def __init__(self, data_dir: Path, cases: set[str], urgent: Container[str] = ()) -> None:
         self.path = data_dir / "notifications.jsonl"
         self.cases = cases
+        self.urgent = urgent  # a live view: a case is in it before its register call is made
         self.offset = 0
         self.first: dict[str, datetime] = {}
         self.count: Counter[str] = Counter()
         self.fallback = 0
+        self.sms: dict[str, datetime] = {}  # urgent case -> sent_at of its delivered immediate SMS
+        self.urgent_fallback: set[str] = set()
 
     def read(self) -> int:
         if self.path.exists():
@@ -122,6 +138,12 @@ class AlertLog:
                 except ValueError:
                     continue
                 cid = str(r.get("case_id"))
+                if cid in self.urgent:
+                    if r.get("recipient_role") == "supervision_office":
+                        self.urgent_fallback.add(cid)
+                    elif r.get("tier") == "immediate" and r.get("delivered") and cid not in self.sms:
+                        self.sms[cid] = datetime.fromisoformat(str(r["sent_at"]))
+                    continue
                 if r.get("tier") != "overdue" or not r.get("delivered") or cid not in self.cases:
                     continue
                 self.count[cid] += 1
@@ -132,9 +154,40 @@ class AlertLog:
         return len(self.first)
 
 
+def chain_until_sms(events: list[Any]) -> tuple[dict[str, float], int | None]:
+    """Seconds from the workflow's start to its first SMS (the immediate notice) completed, split into
+    waiting to be picked up (scheduled -> started) and running (started -> completed), for workflow
+    tasks and per activity; "other" is the rest (the server between tasks). Also the priority key the
+    workflow was started with (None: the default)."""
+    from temporalio.api.enums.v1 import EventType
+
+    when = {e.event_id: e.event_time.ToDatetime() for e in events}
+    names: dict[int, str] = {}
+    out: dict[str, float] = {}
+    first = events[0]
+    key = first.workflow_execution_started_event_attributes.priority.priority_key or None
+    for e in events:
+        t = EventType.Name(e.event_type)
+        if t == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED":
+            names[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
+        elif t == "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED":
+            names[e.event_id] = "workflow tasks"
+        elif t in ("EVENT_TYPE_ACTIVITY_TASK_COMPLETED", "EVENT_TYPE_WORKFLOW_TASK_COMPLETED"):
+            a = e.activity_task_completed_event_attributes if "ACTIVITY" in t else e.workflow_task_completed_event_attributes
+            name = names.get(a.scheduled_event_id, "?")
+            out[f"{name} queue"] = out.get(f"{name} queue", 0.0) + (when[a.started_event_id] - when[a.scheduled_event_id]).total_seconds()
+            out[f"{name} run"] = out.get(f"{name} run", 0.0) + (when[e.event_id] - when[a.started_event_id]).total_seconds()
+            if name == "send_notification":
+                total = (when[e.event_id] - when[first.event_id]).total_seconds()
+                out["other"] = total - sum(out.values())
+                out["total"] = total
+                break
+    return out, key
+
+
 async def run(args: argparse.Namespace) -> int:
     bench = await start_bench("surge", keep=args.keep)
-    from engine.desk import register
+    from engine.desk import new_case_id, register
     from engine.scenario import SCENARIO_DESK
     from worker import build_worker
 
@@ -145,14 +198,19 @@ async def run(args: argparse.Namespace) -> int:
     rule_sets: dict[int, Any] = {}
     lengths: Counter[int] = Counter()
 
+    urgent: dict[str, datetime] = {}  # urgent case -> when its register call was made
+    urgent_failures: list[str] = []
+
     def rules_for(minutes: int, family: str = "bench-surge") -> Any:
-        key = minutes if family == "bench-surge" else -minutes
+        key: Any = minutes if family == "bench-surge" else (family, minutes)
         if key not in rule_sets:
+            extra = {"notify_immediate": (120, "minutes")} if family == "bench-urgent" else {}
             rs, text = rules_with(
                 BENCH_RULES,
                 f"{family}-{minutes}m",
                 acceptance=(minutes, "minutes"),
                 notify_priority=(120, "minutes"),  # the registration-time push must not be what is measured
+                **extra,  # the urgent SMS: measured until delivered, not replaced by the duty-log fallback
             )
             (bench.data_dir / f"rules-{family}-{minutes}m.toml").write_text(text, encoding="utf-8")
             rule_sets[key] = rs
@@ -162,7 +220,14 @@ async def run(args: argparse.Namespace) -> int:
         """Register, then wait until the worker has run the case's first task: its clocks count
         from then (the workflow's start_time is its first task's time, not the register call's)."""
         reg = await register(bench.client, bench.settings, intake(i, Risk.medium, tag=tag), task_queue=QUEUE, rules=rules, actor=SCENARIO_DESK)
-        await bench.client.get_workflow_handle(reg.case_id).query("state")
+        for attempt in range(10):  # on a busy machine a query can time out or fail ("h2 protocol error")
+            try:
+                await bench.client.get_workflow_handle(reg.case_id).query("state", rpc_timeout=timedelta(seconds=60))
+                break
+            except RPCError:
+                if attempt == 9:
+                    raise
+                await asyncio.sleep(1)
         return reg.case_id
 
     try:
@@ -213,20 +278,40 @@ async def run(args: argparse.Namespace) -> int:
             wait = (target - utcnow()).total_seconds() - 5
             if wait > 0:
                 await asyncio.sleep(wait)
+
+            async def register_urgent(i: int) -> None:
+                at = target + timedelta(seconds=args.urgent_span * i / max(1, args.urgent - 1))
+                delay = (at - utcnow()).total_seconds()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                cid = new_case_id()
+                urgent[cid] = utcnow()
+                try:
+                    await register(
+                        bench.client, bench.settings, intake(10**6 + i, Risk.high, tag="urgent"),
+                        task_queue=QUEUE, rules=rules_for(120, "bench-urgent"), case_id=cid, actor=SCENARIO_DESK,
+                    )  # fmt: skip
+                except Exception as exc:  # report it; the surge goes on
+                    urgent_failures.append(f"{cid}: {type(exc).__name__}: {exc}")
+
+            urgent_tasks = [asyncio.create_task(register_urgent(i)) for i in range(args.urgent)]
             surge_meter = CpuMeter(bench.server_pid).start()
             prof.start()
             deadline = time.monotonic() + args.timeout
             seen_all_at: datetime | None = None
             progress_at = time.monotonic()
-            log = AlertLog(bench.data_dir, cases)
+            log = AlertLog(bench.data_dir, cases, urgent)
             while time.monotonic() < deadline:
                 n_events = await asyncio.to_thread(_count, bench.settings, "overdue", "bench-surge")
                 n_alerts = await asyncio.to_thread(log.read)
+                sms = f", urgent SMS {len(log.sms)}/{args.urgent}" if args.urgent else ""
                 if time.monotonic() - progress_at >= 10:
                     progress_at = time.monotonic()
-                    print(f"  {utcnow().isoformat(timespec='seconds')}: overdue events {n_events}/{n}, alerts {n_alerts}/{n}", flush=True)
-                if n_events >= n and n_alerts >= n:
+                    print(f"  {utcnow().isoformat(timespec='seconds')}: overdue events {n_events}/{n}, alerts {n_alerts}/{n}{sms}", flush=True)
+                if n_events >= n and n_alerts >= n and seen_all_at is None:
                     seen_all_at = utcnow()
+                urgent_done = all(t.done() for t in urgent_tasks) and len(log.sms) + len(urgent_failures) >= args.urgent
+                if seen_all_at is not None and urgent_done:
                     break
                 await asyncio.sleep(args.poll)
             prof.stop(executor)
@@ -237,6 +322,15 @@ async def run(args: argparse.Namespace) -> int:
             recorded_at = {c: d for c, d in recorded_at.items() if c in cases}
             log.read()
             alerts, deliveries, fallback = log.first, log.count, log.fallback
+            # Where the urgent petitions' time went on the way to their SMS.
+            chains: list[dict[str, float]] = []
+            keys: Counter[int | None] = Counter()
+            for cid in sorted(log.sms):
+                events = list((await bench.client.get_workflow_handle(cid).fetch_history()).events)
+                chain, key = chain_until_sms(events)
+                keys[key] += 1
+                if "total" in chain:
+                    chains.append(chain)
     finally:
         await bench.close()
 
@@ -281,8 +375,36 @@ async def run(args: argparse.Namespace) -> int:
         f"peak {peak / window:.1f}/s (best {window:g} s window)"
     )
     print(surge_meter.summary("surge"))
-    print(f"surge cases={n} register/s={len(cases) / reg_s:.1f} drain_s={drain:.1f} alerts/s={len(alerts) / span:.1f} lost={lost}")
-    return 0 if lost == 0 else 1
+    tail = ""
+    urgent_lost = 0
+    if args.urgent:
+        lat = sorted((log.sms[c] - urgent[c]).total_seconds() for c in log.sms if c in urgent)
+        urgent_lost = args.urgent - len(lat)
+        print(
+            f"urgent: {args.urgent} high-risk petitions registered from T to T+{args.urgent_span:g} s; SMS delivered "
+            f"{len(lat)}/{args.urgent}; fallbacks to the duty log: {len(log.urgent_fallback)}; register failures: "
+            f"{len(urgent_failures)}; started with priority key {dict(keys)} (None = the default)"
+        )
+        for f in urgent_failures[:5]:
+            print(f"  failure: {f}")
+        if lat:
+            print(
+                f"urgent: register -> SMS sent: min={lat[0]:.1f}s p50={median(lat):.1f}s p95={percentile(lat, 95):.1f}s "
+                f"max={lat[-1]:.1f}s; over 60 s: {sum(x > 60 for x in lat)}; each (in registration order): "
+                + " ".join(f"{(log.sms[c] - urgent[c]).total_seconds():.1f}" for c in sorted(log.sms, key=lambda c: urgent[c]))
+            )
+        if chains:
+            parts = sorted({k for c in chains for k in c} - {"total"}, key=lambda k: -sum(c.get(k, 0.0) for c in chains))
+            print(
+                f"urgent: workflow start -> SMS, s per case (mean of {len(chains)}; queue = scheduled->started, "
+                f"run = started->completed): total={sum(c['total'] for c in chains) / len(chains):.1f} "
+                + " ".join(f"{k}={sum(c.get(k, 0.0) for c in chains) / len(chains):.1f}" for k in parts)
+            )
+        p50 = f"{median(lat):.1f}" if lat else "nan"
+        mx = f"{lat[-1]:.1f}" if lat else "nan"
+        tail = f" urgent={args.urgent} urgent_sms_p50={p50} urgent_sms_max={mx} urgent_lost={urgent_lost}"
+    print(f"surge cases={n} register/s={len(cases) / reg_s:.1f} drain_s={drain:.1f} alerts/s={len(alerts) / span:.1f} lost={lost}{tail}")
+    return 0 if lost == 0 and urgent_lost == 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the surge to drain")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between checks of the database and the log")
     parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile of this process (during the surge) here")
+    parser.add_argument("--urgent", type=int, default=0, help="high-risk petitions registered while the deadlines expire")
+    parser.add_argument("--urgent-span", type=float, default=60.0, help="seconds after T over which the urgent petitions are spread")
     parser.add_argument("--keep", type=Path, help="keep the data folder here (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     return asyncio.run(run(args))

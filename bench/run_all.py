@@ -27,6 +27,10 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "escalation": ("bench/escalation_latency.py", ["--rate", "5", "--duration", "15"], ["--rate", "5", "--duration", "30"]),
     "surge": ("bench/deadline_surge.py", ["--cases", "300", "--calibrate", "50"], ["--cases", "1000"]),
     "ledger": ("bench/ledger_bench.py", ["--single", "300", "--batches", "10", "--leaves", "100000", "--db-leaves", "10000"], []),
+    # A tenth of the year on each database (PostgreSQL skipped when none answers); --full: 245,000 cases.
+    "cockpit": ("bench/cockpit.py", ["--cases", "25000", "--db", "both"], []),
+    # The fault drill at the CI's size (tests/test_chaos.py, ~2.5 min); --full: 1,000 cases, 100 kills, 3 restarts.
+    "chaos": ("bench/chaos.py", ["--cases", "40", "--kills", "5", "--restarts", "1"], []),
 }
 
 

@@ -18,18 +18,20 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import Priority
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db import CaseRow, RefusalRow, TimelineRow, as_utc, get_engine
 from engine.config import Settings
-from rules.access import may
+from rules.access import ROLE_CN, may
 from rules.deadlines import SHANGHAI, CalendarSnapshot, HolidayCalendar
 from rules.ruleset import RuleSet, load_rules
-from rules.vocabulary import MAX_CONTENT_CHARS, MAX_INPUT_BYTES
+from rules.vocabulary import ACTION_CN, MAX_CONTENT_CHARS, MAX_INPUT_BYTES, OUTCOME_CN, Risk, StaffRole
 from rules.vocabulary import MAX_TITLE_CHARS as MAX_TITLE_CHARS  # checked by the Intake model
 from workflows.models import (
     ACTION_INPUTS,
     PETITION_WORKFLOW,
+    URGENT_PRIORITY,
     ActionResult,
     Actor,
     CaseStart,
@@ -76,14 +78,14 @@ def check_case_id(case_id: str) -> str:
     """`case_id` if it is a case number; InputError with a sentence otherwise (nothing is contacted)."""
     if not isinstance(case_id, str) or not CASE_ID.fullmatch(case_id):
         shown = printable(case_id, 60) if isinstance(case_id, str) else _json_kind(case_id)
-        raise InputError(f"'{shown}' is not a case number; a case number looks like XF-20260315-1A2B3C4D.")
+        raise InputError(f"“{shown}”不是案件编号；案件编号形如 XF-20260315-1A2B3C4D。")
     return case_id
 
 
 def _json_kind(value: Any) -> str:
-    kinds = {list: "a list", str: "a string", bool: "true or false", int: "a number", float: "a number"}
+    kinds = {list: "列表", str: "字符串", bool: "true 或 false", int: "数字", float: "数字"}
     found = (name for kind, name in kinds.items() if isinstance(value, kind))
-    return next(found, "null" if value is None else "that")
+    return next(found, "null" if value is None else "其他值")
 
 
 def read_json_input(source: str) -> Any:
@@ -94,14 +96,14 @@ def read_json_input(source: str) -> Any:
     raw = _read_bytes(source, name, MAX_INPUT_BYTES + 1)
     if len(raw) > MAX_INPUT_BYTES:
         raise InputError(
-            f"{name}: is larger than {MAX_INPUT_BYTES:,} bytes; a petition's record is a few kilobytes "
-            "(register the gist and attach long material as documents)."
+            f"{name}：超过 {MAX_INPUT_BYTES:,} 字节；一件信访事项的记录只有几 KB"
+            "（请登记主要内容，较长的材料作为附件文书）。"
         )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        byte = f"0x{raw[exc.start]:02x} at offset {exc.start:,}"
-        raise InputError(f"{name}: is not UTF-8 text (byte {byte}); save it as UTF-8.") from None
+        byte = f"第 {exc.start:,} 字节处的 0x{raw[exc.start]:02x}"
+        raise InputError(f"{name}：不是 UTF-8 文本（{byte}）；请另存为 UTF-8 编码。") from None
     return parse_json_text(text, name)
 
 
@@ -115,25 +117,25 @@ def _read_bytes(source: str, name: str, limit: int) -> bytes:
         with Path(source).open("rb") as f:
             return f.read(limit)
     except FileNotFoundError:
-        raise InputError(f"{name}: no such file.") from None
+        raise InputError(f"{name}：文件不存在。") from None
     except IsADirectoryError:
-        raise InputError(f"{name}: is a folder, not a file; name the JSON file.") from None
+        raise InputError(f"{name}：是文件夹，不是文件；请指定 JSON 文件。") from None
     except PermissionError:
-        raise InputError(f"{name}: cannot be read (permission denied).") from None
+        raise InputError(f"{name}：无法读取（没有读取权限）。") from None
     except OSError as exc:
-        raise InputError(f"{name}: cannot be read ({exc.strerror or type(exc).__name__}).") from None
+        raise InputError(f"{name}：无法读取（{exc.strerror or type(exc).__name__}）。") from None
 
 
 def parse_json_text(text: str, name: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+        raise InputError(f"{name}：不是有效的 JSON（第 {exc.lineno} 行：{exc.msg}）。") from None
     except RecursionError:
-        what = "a petition's record or an action's data"
-        raise InputError(f"{name}: is nested too deeply to be {what}.") from None
+        what = "信访事项记录或操作数据"
+        raise InputError(f"{name}：嵌套层数过多，不可能是{what}。") from None
     except ValueError:  # an integer of more digits than Python converts (4,300)
-        raise InputError(f"{name}: holds a number with too many digits to be read.") from None
+        raise InputError(f"{name}：含有位数过多、无法读取的数字。") from None
 
 
 def parse_intake(data: Any) -> Intake:
@@ -142,8 +144,7 @@ def parse_intake(data: Any) -> Intake:
     content's length, which is the desk's: cases started another way must still decode."""
     if not isinstance(data, dict):
         raise InputError(
-            "An intake record is a JSON object with the fields of the scenario contract's `petition`, "
-            f"not {_json_kind(data)}."
+            f"信访事项记录应为 JSON 对象（字段同场景约定中的 `petition`），而不是{_json_kind(data)}。"
         )
     try:
         intake = Intake.model_validate(data)
@@ -160,11 +161,11 @@ def parse_intake(data: Any) -> Intake:
 def parse_action(action: str, data: Any) -> BaseModel:
     model = ACTION_INPUTS.get(action)
     if model is None:
-        raise InputError(f"Unknown action '{printable(action)}'; the actions are: {', '.join(ACTION_INPUTS)}.")
+        raise InputError(f"未知的操作“{printable(action)}”；可用的操作有：{', '.join(ACTION_INPUTS)}。")
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise InputError(f"{action} data is a JSON object of the action's fields, not {_json_kind(data)}.")
+        raise InputError(f"{action} 的数据应为由该操作的字段组成的 JSON 对象，而不是{_json_kind(data)}。")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -234,7 +235,7 @@ async def register(
     `actor` is the signed-in operator (engine/staff.py); other roles are refused.
     """
     if not may(actor.role, "register"):
-        raise Refused("", "register", f"The role '{actor.role.value}' may not register petitions; it belongs to: operator.")
+        raise Refused("", "register", f"“{ROLE_CN[actor.role]}”角色无权登记信访事项；只有“{ROLE_CN[StaffRole.operator]}”角色可以。")
     key = matter_key(settings, intake)
     engine = get_engine(settings.resolved_database_url())
     with Session(engine) as s:
@@ -264,7 +265,12 @@ async def register(
         use_search_attributes=use_search_attributes,
         registered_by=actor,
     )
-    await client.start_workflow(PETITION_WORKFLOW, start, id=cid, task_queue=task_queue or settings.task_queue)
+    # Stated high risk at intake: the case's workflow tasks and activities are served ahead of any
+    # backlog (a deadline surge), so its SMS does not wait behind it (workflows.models.URGENT_PRIORITY).
+    priority = URGENT_PRIORITY if intake.risk == Risk.high else Priority.default
+    await client.start_workflow(
+        PETITION_WORKFLOW, start, id=cid, task_queue=task_queue or settings.task_queue, priority=priority
+    )
     return Registration(case_id=cid, repeat_visit=False, prior_final_case=start.prior_final_case)
 
 
@@ -308,9 +314,8 @@ async def act(
             if err.status != RPCStatusCode.DEADLINE_EXCEEDED and "timeout expired" not in str(err).lower():
                 raise
             raise NoWorker(
-                f"No worker answered for case {case_id} within {worker_wait.seconds} s, so the action "
-                f"'{action}' was not sent (it would otherwise be applied whenever a worker comes back). "
-                "Start the worker (`make run` or `python worker.py`) and send it again."
+                f"案件 {case_id} 在 {worker_wait.seconds} 秒内没有工作进程应答，操作“{ACTION_CN.get(action, action)}”"
+                "没有发出（否则会在工作进程恢复后才被执行）。请启动工作进程（`make run` 或 `python worker.py`）后再发送。"
             ) from None
         return await handle.execute_update(action, payload, result_type=ActionResult)
     except WorkflowUpdateFailedError as err:
@@ -323,11 +328,17 @@ async def act(
         if "completed" in text or "not found" in text.lower() or "closed" in text:
             outcome = _case_outcome(settings, case_id)
             if outcome is None and "not found" in text.lower():
-                raise InputError(f"There is no case '{case_id}'.") from err
-            message = f"The case is closed ({outcome or 'closed'}); no further action is accepted on it."
+                raise InputError(f"没有案件“{case_id}”。") from err
+            message = closed_case_sentence(outcome)
             _record_refusal(settings, case_id, action, message, actor)
             raise Refused(case_id, action, message) from err
         raise
+
+
+def closed_case_sentence(outcome: str | None) -> str:
+    """The refusal of an action on a closed case (the same sentence as rules.lifecycle's)."""
+    shown = f"（{OUTCOME_CN.get(outcome, outcome)}）" if outcome else ""  # type: ignore[call-overload]
+    return f"案件已办结{shown}，不再接受任何操作。"
 
 
 def history(settings: Settings, case_id: str) -> dict[str, Any]:
@@ -337,7 +348,7 @@ def history(settings: Settings, case_id: str) -> dict[str, Any]:
     with Session(engine) as s:
         row = s.get(CaseRow, case_id)
         if row is None:
-            raise InputError(f"There is no case '{case_id}'.")
+            raise InputError(f"没有案件“{case_id}”。")
         events = s.exec(select(TimelineRow).where(TimelineRow.case_id == case_id).order_by(TimelineRow.seq)).all()  # type: ignore[arg-type]
         refusals = s.exec(select(RefusalRow).where(RefusalRow.case_id == case_id).order_by(RefusalRow.id)).all()  # type: ignore[arg-type]
     t0 = as_utc(row.registered_at)

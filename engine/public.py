@@ -36,11 +36,12 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 
 from activities.db import CaseRow, DocumentRow, as_utc, get_engine
-from activities.documents import DOCUMENT_TITLES, FOOTER_MARK, chinese_date, read_copy
+from activities.documents import FOOTER_MARK, chinese_date, read_copy
 from activities.ledger import Ledger, LedgerError, verification_code
 from engine.config import Settings
 from engine.desk import InputError
-from rules.vocabulary import DEADLINE_CN, STAGE_CN, DeadlineName, DocumentKind, Stage
+from engine.wording import document_title
+from rules.vocabulary import DEADLINE_CN, STAGE_CN, DeadlineName, Stage
 
 MAX_UPLOAD = 2_000_000  # bytes; a document is a few KB
 _CODE = re.compile(r"^L(\d{1,12})-([0-9a-f]{8})$")
@@ -121,15 +122,11 @@ def document_view(settings: Settings, code: str) -> dict[str, Any] | None:
         row = s.exec(select(DocumentRow).where(DocumentRow.ledger_index == index)).first()
     issuer, date = _issuer_and_date(Path(row.path)) if row else ("", "")
     kind = record.get("kind", "")
-    try:
-        title = DOCUMENT_TITLES[DocumentKind(kind)]
-    except ValueError:
-        title = kind
     issued_at = datetime.fromisoformat(record["issued_at"])
     return {
         "code": code.strip(),
         "kind": kind,
-        "title": title,
+        "title": document_title(kind),
         "issuer": issuer,
         "date": date or chinese_date(issued_at),
         "case": masked_case(str(record.get("case_id", ""))),
@@ -175,7 +172,7 @@ def case_progress(settings: Settings, case_id: str, code: str) -> dict[str, Any]
         "stage": "已办结" if row.status == "closed" else STAGE_CN.get(Stage(row.stage), row.stage),
         "next": nxt,
         "documents": [
-            {"title": DOCUMENT_TITLES.get(DocumentKind(d.kind), d.kind), "date": chinese_date(as_utc(d.issued_at)),
+            {"title": document_title(d.kind), "date": chinese_date(as_utc(d.issued_at)),
              "code": d.verification_code}
             for d in docs
         ],  # fmt: skip

@@ -68,33 +68,28 @@ def existing_ledger(settings: Settings) -> Ledger:
     db_file = _sqlite_path(url)
     if db_file is not None:
         if not data_dir.is_dir():
-            what = "is not a folder" if data_dir.exists() else "does not exist"
+            what = "不是文件夹" if data_dir.exists() else "不存在"
             raise InputError(
-                f"{data_dir} {what}, so it holds no engine data; nothing was created. "
-                "Pass --data DIR, the data folder of the engine (or the folder kept by `scenario --keep`)."
+                f"{data_dir} {what}，其中没有引擎数据；未创建任何文件。"
+                "请用 --data DIR 指定引擎的数据文件夹（或 `scenario --keep` 保留的文件夹）。"
             )
         if not db_file.is_file():
             raise InputError(
-                f"{data_dir} holds no engine data (no database at {db_file}); nothing was created. "
-                "Pass --data DIR, the data folder of the engine (or the folder kept by `scenario --keep`)."
+                f"{data_dir} 中没有引擎数据（{db_file} 处没有数据库）；未创建任何文件。"
+                "请用 --data DIR 指定引擎的数据文件夹（或 `scenario --keep` 保留的文件夹）。"
             )
         probe = _read_only_sqlite(db_file)  # even the check cannot create or change the file
     else:
         probe = sa.create_engine(url)
-    where = str(db_file) if db_file is not None else "the database at PETITION_DATABASE_URL"
+    where = str(db_file) if db_file is not None else "PETITION_DATABASE_URL 所指的数据库"
     try:
         has_log = sa.inspect(probe).has_table(LedgerState.__tablename__)
     except sa.exc.DBAPIError as exc:
-        raise InputError(
-            f"{where} cannot be read as the engine's database ({type(exc.orig).__name__}); "
-            "nothing was created."
-        ) from None
+        raise InputError(f"{where} 无法作为引擎的数据库读取（{type(exc.orig).__name__}）；未创建任何文件。") from None
     finally:
         probe.dispose()
     if not has_log:
-        raise InputError(
-            f"{where} holds no document log (no document was ever recorded there); nothing was created."
-        )
+        raise InputError(f"{where} 中没有文书存证日志（从未在此记录过文书）；未创建任何文件。")
     return Ledger(get_engine(url), settings.resolved_ledger_key_file())
 
 
@@ -103,9 +98,8 @@ def _require_signing_key(settings: Settings) -> None:
     key = settings.resolved_ledger_key_file()
     if not key.is_file():
         raise InputError(
-            f"the document log's signing key {key} is missing, so no head can be signed; "
-            "nothing was created. Restore the keys folder of this data folder "
-            "(or set PETITION_LEDGER_KEY_FILE)."
+            f"文书存证日志的签名密钥 {key} 缺失，无法签署树头；未创建任何文件。"
+            "请恢复该数据文件夹的 keys 文件夹（或设置 PETITION_LEDGER_KEY_FILE）。"
         )
 
 
@@ -195,21 +189,19 @@ def verify_file(settings: Settings, path: Path) -> tuple[bool, str, dict[str, An
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise InputError(f"{path}: no such file.") from None
+        raise InputError(f"{path}：文件不存在。") from None
     except IsADirectoryError:
-        raise InputError(
-            f"{path} is a folder; name one document file in it (a .txt under documents/)."
-        ) from None
+        raise InputError(f"{path} 是文件夹；请指定其中的一份文书文件（documents/ 下的 .txt 文件）。") from None
     except PermissionError:
-        raise InputError(f"{path}: not allowed to read this file.") from None
+        raise InputError(f"{path}：没有读取这个文件的权限。") from None
     except OSError as exc:
-        raise InputError(f"{path} cannot be read ({exc.strerror or type(exc).__name__}).") from None
+        raise InputError(f"{path}：无法读取（{exc.strerror or type(exc).__name__}）。") from None
     ledger = existing_ledger(settings)
     try:
         # A copy re-saved with other line ends or in GBK is the same document (read_copy).
         body, code = read_copy(data)
     except ValueError:
-        return False, f"not genuine: {path} is not a text document (neither UTF-8 nor GBK/GB18030).", None
+        return False, f"不真实：{path} 不是文本文书（既不是 UTF-8 也不是 GBK/GB18030 编码）。", None
     sha = hashlib.sha256(body).hexdigest()
     if not settings.resolved_ledger_key_file().is_file() and ledger.find_by_document(sha):
         _require_signing_key(settings)  # a recorded document's proof needs a signed head
@@ -219,7 +211,7 @@ def verify_file(settings: Settings, path: Path) -> tuple[bool, str, dict[str, An
     if code is not None and result.index is not None:
         expected = verification_code(result.index, sha)
         if code != expected:
-            return False, f"not genuine: the verification code printed on it ({code}) is not this document's ({expected}).", None
+            return False, f"不真实：文书上印的验证码（{code}）不是这份文书的验证码（{expected}）。", None
     detail = {
         "index": result.index,
         "tree_size": result.tree_size,
@@ -244,7 +236,7 @@ def ledger_consistency(settings: Settings, old: int, new: int) -> dict[str, Any]
     _require_signing_key(settings)
     size = ledger.size()
     if not (0 < old <= new <= size):
-        raise InputError(f"sizes must satisfy 0 < OLD <= NEW <= {size} (the log's size).")
+        raise InputError(f"两个日志大小须满足 0 < OLD <= NEW <= {size}（{size} 为日志当前大小）。")
     proof = ledger.consistency_proof(old, new)
     return {
         "old_size": old,
@@ -275,7 +267,7 @@ def calendar_status(settings: Settings) -> dict[str, Any]:
         "file": str(settings.calendar_file),
         "official_years": sorted(cal.official_years),
         "provisional_years": [y for y in (this_year, this_year + 1) if y not in cal.official_years],
-        "note": "Deadlines in a provisional year count weekends only until its State Council schedule is added.",
+        "note": "暂定年份在加入国务院公布的节假日安排之前，期限只把周末算作休息日；加入后用 `calendar push` 重新计算在办案件的期限。",
     }
 
 

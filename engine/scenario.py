@@ -97,14 +97,14 @@ def load_scenario(path: Path) -> tuple[Scenario, Intake]:
 _DATA_FOLDER_MARKS = ("petitions.db", "petitions.db-wal", "documents", "keys", "notifications.jsonl")
 
 
-def refuse_used_keep_dir(keep: Path) -> None:
+def refuse_used_keep_dir(keep: Path, option: str = "--keep") -> None:
     """`--keep DIR` must name a new or empty-of-engine-data folder: a scenario's case, documents and
     ledger entries must not be mixed into another engine's data (nor its keys reused).
 
-    Raises InputError naming DIR and what is there; nothing is created or changed.
+    Raises InputError naming `option` DIR and what is there; nothing is created or changed.
     """
     if keep.exists() and not keep.is_dir():
-        raise InputError(f"--keep {keep}: is a file, not a folder; nothing was changed.")
+        raise InputError(f"{option} {keep}: is a file, not a folder; nothing was changed.")
     if not keep.is_dir():
         return
     found = sorted(
@@ -114,7 +114,7 @@ def refuse_used_keep_dir(keep: Path) -> None:
     )
     if found:
         raise InputError(
-            f"--keep {keep}: already holds a data folder ({', '.join(found)}); nothing was changed. "
+            f"{option} {keep}: already holds a data folder ({', '.join(found)}); nothing was changed. "
             "Name a new or empty folder."
         )
 

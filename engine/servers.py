@@ -31,6 +31,7 @@ import sys
 import sysconfig
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -386,6 +387,78 @@ async def start_test_server(settings: Settings) -> WorkflowEnvironment:
         test_server_existing_path=find_binary("temporal-test-server"),
     )
     await ensure_search_attributes(env.client)
+    return env
+
+
+# libfaketime (Debian's `faketime` package) where distributions put it.
+_FAKETIME_LIBS = (
+    "/usr/lib/*/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+    "/usr/lib64/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+)
+
+
+def faketime_library() -> str | None:
+    """The libfaketime shared library, or None when it is not installed (`apt-get install faketime`)."""
+    import glob
+
+    for pattern in _FAKETIME_LIBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+async def start_test_server_at(settings: Settings, start_at: datetime, workdir: Path) -> WorkflowEnvironment:
+    """The time-skipping server with its clock starting at `start_at`, which may lie in the past.
+
+    The server's clock starts at the real time and only moves forward, so a past instant is reached
+    by running the binary under libfaketime: LD_PRELOAD with FAKETIME='@…' (start-at mode: the clock
+    runs on from `start_at`, and time skipping adds to it). Not through the `faketime` program: it
+    forks, and the SDK would stop the wrapper and leave the server running. A launcher script in
+    `workdir` (the caller's, e.g. a temporary folder) sets the variables and execs the binary, so
+    the SDK's process is the server. Workflows read this clock (workflow.now(), start times); this
+    process's own clock (activities, the desk) stays real.
+
+    Raises StartRefused when libfaketime is missing or the started server's clock is not `start_at`.
+    """
+    library = faketime_library()
+    if library is None:
+        raise StartRefused(
+            "libfaketime is not installed, so the test server's clock cannot start in the past: "
+            "install it (`apt-get install faketime`; `make run` installs it)."
+        )
+    utc = start_at.astimezone(UTC)
+    launcher = workdir / "temporal-test-server-faketime.sh"
+    launcher.write_text(
+        "#!/bin/sh\n"
+        "# Written by engine/servers.py start_test_server_at: the time-skipping test server,\n"
+        f"# its clock starting at {utc.isoformat()}.\n"
+        f"export LD_PRELOAD={shlex.quote(library)}\n"
+        f"export FAKETIME={shlex.quote(utc.strftime('@%Y-%m-%d %H:%M:%S'))}\n"
+        # The JVM needs its monotonic clock real (else it hangs), and libfaketime's "monotonic fix"
+        # (on by default with glibc) makes timed waits return early: the server spun at 50 % of a core.
+        "export FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_FORCE_MONOTONIC_FIX=0\n"
+        "export TZ=UTC\n"
+        f'exec {shlex.quote(find_binary("temporal-test-server"))} "$@"\n',
+        encoding="utf-8",
+    )
+    launcher.chmod(0o700)
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=settings.data_converter(), test_server_existing_path=str(launcher)
+    )
+    try:
+        now = await env.get_current_time()
+        if abs(now - utc) > timedelta(minutes=10):
+            raise StartRefused(
+                f"the test server started under libfaketime ({library}) reads {now.isoformat()}, not "
+                f"{utc.isoformat()}: libfaketime did not take effect on it."
+            )
+        await ensure_search_attributes(env.client)
+    except BaseException:
+        await env.shutdown()
+        raise
     return env
 
 

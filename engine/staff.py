@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from activities.db import StaffRow, StaffTokenRow, as_utc, get_engine
 from engine.config import Settings
-from rules.access import PERMISSION_TEXT, may, may_view
+from rules.access import PERMISSION_CN, ROLE_CN, may, may_view
 from rules.vocabulary import MAX_NAME_CHARS, StaffRole
 from workflows.models import Actor
 
@@ -86,19 +86,19 @@ def add_user(
 ) -> tuple[str, Path | None]:
     """Create an account; returns its password (generated unless given) and its CLI token file."""
     if not _USERNAME.match(username):
-        raise AccountError(f"username '{username}': use 2-40 letters, digits, '.', '_' or '-'.")
+        raise AccountError(f"用户名“{username}”无效：请使用 2 至 40 个英文字母、数字、“.”、“_”或“-”。")
     if role == StaffRole.unit and not (unit and unit.strip()):
-        raise AccountError("a unit account needs --unit: the unit whose cases it acts on.")
+        raise AccountError("责任单位账号需要 --unit：写明它所办理案件的单位。")
     if unit and len(unit.strip()) > MAX_NAME_CHARS:
-        raise AccountError(f"--unit is {len(unit.strip())} characters long; a unit's name may be at most {MAX_NAME_CHARS}.")
+        raise AccountError(f"--unit 有 {len(unit.strip())} 个字符；单位名称最多 {MAX_NAME_CHARS} 个字符。")
     if role != StaffRole.unit and unit:
-        raise AccountError(f"only unit accounts have a unit; a {role.value} account acts for the whole office.")
+        raise AccountError(f"只有责任单位账号才设置所属单位；“{ROLE_CN[role]}”账号代表整个机关，不设单位。")
     if password is not None and len(password) < 10:
-        raise AccountError("a password needs at least 10 characters.")
+        raise AccountError("密码至少需要 10 个字符。")
     password = password or secrets.token_urlsafe(12)
     with Session(get_engine(settings.resolved_database_url())) as s:
         if s.get(StaffRow, username) is not None:
-            raise AccountError(f"username '{username}' is taken.")
+            raise AccountError(f"用户名“{username}”已被占用。")
         s.add(
             StaffRow(
                 username=username,
@@ -127,7 +127,7 @@ def disable_user(settings: Settings, username: str) -> None:
     with Session(get_engine(settings.resolved_database_url())) as s:
         row = s.get(StaffRow, username)
         if row is None:
-            raise AccountError(f"there is no account '{username}'.")
+            raise AccountError(f"没有账号“{username}”。")
         row.disabled = True
         s.add(row)
         for tok in s.exec(select(StaffTokenRow).where(StaffTokenRow.username == username)).all():
@@ -151,9 +151,9 @@ def check_password(settings: Settings, username: str, password: str) -> Actor:
             raise VerificationError("no such account")
         _hasher.verify(row.password_hash, password)
     except (VerificationError, InvalidHashError) as exc:
-        raise AccessError("Wrong username or password.") from exc
+        raise AccessError("用户名或密码错误。") from exc
     if row.disabled:
-        raise AccessError(f"The account '{username}' is disabled.")
+        raise AccessError(f"账号“{username}”已停用。")
     return actor_of(row)
 
 
@@ -179,13 +179,13 @@ def actor_from_token(settings: Settings, token: str) -> Actor:
     with Session(get_engine(settings.resolved_database_url())) as s:
         tok = s.get(StaffTokenRow, _sha(token.strip()))
         if tok is None:
-            raise AccessError("Not signed in: the token is unknown or was revoked.")
+            raise AccessError("未登录：登录凭据无效或已被吊销。")
         expires = as_utc(tok.expires_at) if tok.expires_at else None
         if expires is not None and expires <= _now():
-            raise AccessError("The sign-in has expired; sign in again.")
+            raise AccessError("登录已过期，请重新登录。")
         row = s.get(StaffRow, tok.username)
     if row is None or row.disabled:
-        raise AccessError(f"The account '{tok.username}' is disabled.")
+        raise AccessError(f"账号“{tok.username}”已停用。")
     return actor_of(row)
 
 
@@ -194,25 +194,26 @@ def cli_actor(settings: Settings, as_user: str | None = None) -> Actor:
     path = token_path(settings, as_user) if as_user else settings.token_file
     if path is None:
         raise AccessError(
-            "Sign in first: run `starter.py --as NAME …` with an account made by `starter.py users add NAME` "
-            "(or set PETITION_TOKEN_FILE to its token file)."
+            "请先登录：运行 `starter.py --as 账号名 …`（账号由 `starter.py users add 账号名` 创建），"
+            "或把 PETITION_TOKEN_FILE 设为该账号的凭据文件。"
         )
     try:
         token = path.read_text(encoding="ascii")
     except OSError as exc:
-        raise AccessError(f"Cannot read the token file {path}: {exc.strerror}.") from exc
+        raise AccessError(f"无法读取登录凭据文件 {path}：{exc.strerror}。") from exc
     return actor_from_token(settings, token)
 
 
 def require(actor: Actor, permission: str) -> Actor:
     if not may(actor.role, permission):
-        what = PERMISSION_TEXT.get(permission, permission.replace("_", " "))
-        raise AccessError(f"The role '{actor.role.value}' may not {what}; {actor.name} is signed in.")
+        what = PERMISSION_CN.get(permission, permission)
+        raise AccessError(f"“{ROLE_CN[actor.role]}”角色无权{what}；当前登录的账号是 {actor.name}。")
     return actor
 
 
 def require_view(actor: Actor, case_unit: str | None) -> Actor:
     """The actor, if it may read a case handled by `case_unit` (rules/access.py may_view)."""
     if not may_view(actor.role, actor.unit, case_unit):
-        raise AccessError(f"{actor.name} ({actor.role.value}) may not read this case: it belongs to {case_unit or 'no unit'}.")
+        owner = f"它属于{case_unit}" if case_unit else "它尚未分办到责任单位"
+        raise AccessError(f"{actor.name}（{ROLE_CN[actor.role]}）无权查看这个案件：{owner}。")
     return actor

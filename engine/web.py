@@ -69,7 +69,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 import uvicorn
@@ -80,6 +80,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -158,6 +159,11 @@ def ui_origins(settings: Settings) -> frozenset[str]:
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def _db(request: Request) -> Engine:
+    """The app's database (the cockpit's and the case desk's pages read it)."""
+    return get_engine(_settings(request).resolved_database_url())
 
 
 def _is_api(request: Request) -> bool:
@@ -299,6 +305,13 @@ class LoginLimiter:
 def _page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def content_disposition(filename: str, fallback: str, *, inline: bool = False) -> str:
+    """A download named `filename`: RFC 6266 with the UTF-8 name encoded as RFC 5987 says
+    (`filename*`), and `fallback` (ASCII) for clients that know only `filename`."""
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _error(request: Request, status_code: int, title: str, message: str) -> Response:
@@ -566,6 +579,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(_HERE / "templates"))
+    # base.html's navigation shows a signed-in page's `actor` the pages its role may open.
+    app.state.templates.env.globals["may"] = may
     app.state.csrf_key = secrets.token_bytes(32)  # per process: a restart asks open pages to reload
     app.state.login_limiter = LoginLimiter()
     app.state.ui_client = None

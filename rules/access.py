@@ -8,7 +8,7 @@ role, or by another unit's staff, is refused with a sentence and leaves nothing 
 
 from __future__ import annotations
 
-from rules.vocabulary import StaffRole
+from rules.vocabulary import ACTION_CN, StaffRole
 
 # The actions on a case each role may take (the scenario contract's actions and ours).
 CASE_ACTIONS: dict[StaffRole, frozenset[str]] = {
@@ -44,17 +44,20 @@ REVIEWING_BODY_ACTIONS = frozenset({"review_decision", "re_review_decision"})
 
 # What each role may do outside a case's actions.
 PERMISSIONS: dict[StaffRole, frozenset[str]] = {
-    StaffRole.operator: frozenset({"register", "view_cases"}),
+    StaffRole.operator: frozenset({"register", "view_cases", "view_cockpit"}),
     StaffRole.unit: frozenset({"view_own_unit"}),
-    StaffRole.supervision: frozenset({"view_cases", "decode_payloads", "scores"}),
-    StaffRole.hr: frozenset({"scores", "assessment"}),
-    StaffRole.admin: frozenset({"view_cases", "decode_payloads", "accounts", "calendar_push", "rules"}),
+    StaffRole.supervision: frozenset({"view_cases", "decode_payloads", "scores", "view_cockpit"}),
+    StaffRole.hr: frozenset({"scores", "assessment", "view_cockpit"}),
+    StaffRole.admin: frozenset({"view_cases", "decode_payloads", "accounts", "calendar_push", "rules", "view_cockpit"}),
 }
+# "view_cockpit": the city-wide aggregates, red alerts and leaders' packages (titles, no personal
+# data). A unit account is refused them: its view is its own unit's cases.
 
 PERMISSION_TEXT = {
     "register": "register petitions",
     "view_cases": "read cases",
     "view_own_unit": "read its own unit's cases",
+    "view_cockpit": "read the supervision cockpit (city-wide figures, red alerts, leaders' packages)",
     "decode_payloads": "read decoded Temporal payloads",
     "scores": "read the score stream",
     "assessment": "read the annual assessment",
@@ -68,6 +71,7 @@ PERMISSION_CN = {
     "register": "登记信访事项",
     "view_cases": "查看全部案件",
     "view_own_unit": "办理本单位的案件",
+    "view_cockpit": "查看数据驾驶舱、红色预警和领导包案",
     "decode_payloads": "在 Temporal 界面中查看解密后的案件数据",
     "scores": "查看考核积分事件",
     "assessment": "查看年度考核与调解率",
@@ -94,22 +98,24 @@ def roles_for(action: str) -> list[StaffRole]:
 
 
 def action_refusal(action: str, role: StaffRole | None, actor_unit: str | None, case_unit: str | None) -> str | None:
-    """Why this actor may not take `action` on a case handled by `case_unit`, or None."""
+    """Why this actor may not take `action` on a case handled by `case_unit` (a Chinese sentence), or None."""
     if role is None:
-        return "Every action must name the signed-in staff member who takes it; this one names nobody."
+        return "每项操作都必须写明办理的工作人员（已登录的账号）；这项操作没有写明是谁办理的。"
     if action not in CASE_ACTIONS[role]:
-        allowed = ", ".join(r.value for r in roles_for(action)) or "no role"
-        return f"The role '{role.value}' may not take the action '{action}'; it belongs to: {allowed}."
+        allowed = "、".join(f"“{ROLE_CN[r]}”" for r in roles_for(action))
+        who = f"这项操作只能由{allowed}角色进行" if allowed else "没有任何角色可以进行这项操作"
+        return f"“{ROLE_CN[role]}”角色不能进行“{ACTION_CN.get(action, action)}”操作；{who}。"
     if role != StaffRole.unit:
         return None
     if not actor_unit:
-        return "A unit account must name its unit before it can act on cases."
+        return "责任单位账号须先设置所属单位，才能办理案件。"
     if action in REVIEWING_BODY_ACTIONS:
         if case_unit and actor_unit == case_unit:
-            return f"{actor_unit} handled this case; its review is decided by the body one level up, not by the same unit."
+            return f"本案由{actor_unit}办理；复查、复核由上一级机关决定，不能由原办理单位作出。"
         return None
     if case_unit != actor_unit:
-        return f"This case belongs to {case_unit or 'no unit yet'}; staff of {actor_unit} may act only on their own unit's cases."
+        owner = f"本案属于{case_unit}" if case_unit else "本案尚未分办到责任单位"
+        return f"{owner}；{actor_unit}的工作人员只能办理本单位的案件。"
     return None
 
 

@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rules.ruleset import RuleSet
-from rules.vocabulary import ArbitrationEvent, Category, DeadlineName, Outcome, Stage
+from rules.vocabulary import (
+    ACTION_CN,
+    ARBITRATION_EVENT_CN,
+    DEADLINE_CN,
+    OUTCOME_CN,
+    STAGE_CN,
+    ArbitrationEvent,
+    Category,
+    DeadlineName,
+    DeadlineUnit,
+    Outcome,
+    Stage,
+)
 
 # Stages in which a unit still has to decide on acceptance (triage done or in progress; a
 # collective wage case runs its arbitration track in parallel and is still accepted as usual).
@@ -89,93 +101,100 @@ PETITIONER_PERIODS = frozenset(
 )
 
 
+_UNIT_CN = {DeadlineUnit.days: "日", DeadlineUnit.working_days: "个工作日", DeadlineUnit.hours: "小时", DeadlineUnit.minutes: "分钟"}
+
+
 def _period(rules: RuleSet, name: DeadlineName) -> str:
-    """A period as a message names it: `30-day`, `5-working-day`, `30-minute`."""
+    """A period as a message names it, with the length the rules give: `30日`, `5个工作日`, `30分钟`."""
     rule = rules.deadline(name)
-    return f"{rule.length}-{rule.unit.value.removesuffix('s').replace('_', '-')}"
+    return f"{rule.length}{_UNIT_CN[rule.unit]}"
+
+
+def _at(stage: Stage) -> str:
+    """`（当前阶段：已受理）`: where the case stands, in the words staff read."""
+    return f"（当前阶段：{STAGE_CN.get(stage, stage.value)}）"
 
 
 def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: object = None) -> str | None:
-    """Why the rules refuse `action` at `now`, or None when it is allowed."""
+    """Why the rules refuse `action` at `now` (a Chinese sentence), or None when it is allowed."""
     if facts.closed:
-        outcome = facts.outcome.value if facts.outcome else "closed"
-        return f"The case is closed ({outcome}); no further action is accepted on it."
+        outcome = f"（{OUTCOME_CN[facts.outcome]}）" if facts.outcome else ""
+        return f"案件已办结{outcome}，不再接受任何操作。"
     stage = facts.stage
 
     if action in ("accept", "not_accept"):
         if stage not in AWAITING_ACCEPTANCE:
-            return f"The case was already decided on acceptance (stage {stage.value}); it cannot be {_verb(action)} again."
+            again = "受理" if action == "accept" else "作出不予受理决定"
+            return f"本案已作出是否受理的决定{_at(stage)}，不能再次{again}。"
         return None
 
     if action == "redirect":
         if stage not in AWAITING_ACCEPTANCE | IN_HANDLING:
-            return (
-                f"A case can be redirected to a statutory channel only before its handling opinion is issued "
-                f"(stage {stage.value})."
-            )
+            return f"只有在出具办理意见之前，才能将案件导入法定途径{_at(stage)}。"
         return None
 
     if action == "mediation_result":
         if stage in AWAITING_ACCEPTANCE:
-            return "A mediation result can only be recorded after the case has been accepted."
+            return "案件受理后才能记录调解结果。"
         if stage not in IN_HANDLING:
-            return f"Mediation belongs to first handling; the case is past it (stage {stage.value})."
+            return f"调解属于首次办理环节，本案已过该环节{_at(stage)}。"
         return None
 
     if action == "extend":
         if stage not in IN_HANDLING:
-            return f"Only a case being handled can have its handling period extended (stage {stage.value})."
+            return f"只有办理中的案件才能延长办理期限{_at(stage)}。"
         if facts.extension_used >= rules.extension.max_count:
-            return "The handling period has already been extended once; the rules allow no second extension."
+            n = rules.extension.max_count
+            return f"办理期限已延期 {facts.extension_used} 次，规则最多允许延期 {n} 次，不能再次延期。"
         days = getattr(data, "days", None)
         if days is not None and days > rules.extension.max_days:
-            return f"An extension may add at most {rules.extension.max_days} days; {days} were asked for."
+            return f"延期最多 {rules.extension.max_days} 日，本次申请延期 {days} 日。"
         handling_due = facts.due.get(DeadlineName.handling)
         if handling_due is not None and now >= handling_due:
-            return "The handling period has already run out; an extension must be approved before it ends."
+            return "办理期限已经届满；延期须在办理期限届满前批准。"
         return None
 
     if action == "issue_opinion":
         if stage in AWAITING_ACCEPTANCE:
-            return "A handling opinion can only be issued after the case has been accepted."
+            return "案件受理后才能出具办理意见。"
         if stage not in IN_HANDLING:
-            return f"The handling opinion was already issued (stage {stage.value})."
+            return f"办理意见已经出具{_at(stage)}。"
         return None
 
     if action == "request_review":
         if stage != Stage.opinion_issued:
-            return f"Review can be requested only after the handling opinion and before any review (stage {stage.value})."
+            return f"只有在出具办理意见之后、复查之前，才能申请复查{_at(stage)}。"
         due = facts.due.get(DeadlineName.review_request)
         if due is None or now >= due:
-            return f"The {_period(rules, DeadlineName.review_request)} window to request review has closed."
+            return f"申请复查的{_period(rules, DeadlineName.review_request)}期限已过，不能再申请复查。"
         return None
 
     if action == "review_decision":
         if stage != Stage.review or facts.review_decided:
-            return f"There is no review waiting for a decision (stage {stage.value})."
+            return f"本案没有等待作出决定的复查{_at(stage)}。"
         return None
 
     if action == "request_re_review":
         if stage != Stage.review or not facts.review_decided:
-            return f"Re-review can be requested only after the review decision (stage {stage.value})."
+            return f"作出复查决定后才能申请复核{_at(stage)}。"
         due = facts.due.get(DeadlineName.re_review_request)
         if due is None or now >= due:
-            return f"The {_period(rules, DeadlineName.re_review_request)} window to request re-review has closed."
+            return f"申请复核的{_period(rules, DeadlineName.re_review_request)}期限已过，不能再申请复核。"
         return None
 
     if action == "re_review_decision":
         if stage != Stage.re_review:
-            return f"There is no re-review waiting for a decision (stage {stage.value})."
+            return f"本案没有等待作出决定的复核{_at(stage)}。"
         return None
 
     if action == "flag_major_risk":
         if facts.ladder_stage is not None:
-            return "The case is already under the three-letters ladder for a major risk."
+            return "本案已因重大风险进入“三函”督办程序，不能重复标记。"
         return None
 
     if action in ("report_progress", "risk_resolved"):
         if facts.ladder_stage is None:
-            return "No major-risk ladder is running on this case; flag the risk first."
+            return "本案没有正在进行的重大风险“三函”督办程序；请先标记重大风险。"
         return None
 
     if action in ("repeat_visit", "withdraw", "assign_leader"):
@@ -184,32 +203,30 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
     if action in ("pause_clock", "resume_clock"):
         name = getattr(data, "deadline", None)
         if name not in PAUSABLE:
-            names = ", ".join(sorted(d.value for d in PAUSABLE))
-            return f"Only these periods can be paused: {names}."
+            names = "、".join(DEADLINE_CN[d] for d in sorted(PAUSABLE))
+            return f"只有这些期限可以暂停计时：{names}。"
         if action == "pause_clock" and name not in facts.due:
-            return f"The {name.value} period is not running, so it cannot be paused."
+            return f"{DEADLINE_CN[name]}没有在计时，不能暂停。"
         if action == "resume_clock" and name not in facts.paused:
-            return f"The {name.value} period is not paused."
+            return f"{DEADLINE_CN[name]}没有暂停，无需恢复。"
         return None
 
     if action == "arbitration":
         event = getattr(data, "event", None)
         if facts.arbitration_state is None:
             return (
-                "This case is not on the arbitration green channel (collective wage arrears of "
-                f"{rules.arbitration.collective_wage_min_workers} or more workers)."
+                "本案不在仲裁绿色通道上（仅适用于 "
+                f"{rules.arbitration.collective_wage_min_workers} 名及以上劳动者的集体欠薪案件）。"
             )
         allowed = ARBITRATION_NEXT.get(facts.arbitration_state, frozenset())
         if event not in allowed:
-            nxt = ", ".join(sorted(a.value for a in allowed)) or "nothing"
-            return f"The arbitration track is at '{facts.arbitration_state}'; the next step can be: {nxt}."
+            state = facts.arbitration_state
+            at = "已转入仲裁绿色通道" if state == "started" else ARBITRATION_EVENT_CN.get(state, state)  # type: ignore[call-overload]
+            nxt = "、".join(ARBITRATION_EVENT_CN[a] for a in sorted(allowed)) or "无"
+            return f"仲裁绿色通道当前处于“{at}”环节；下一步只能是：{nxt}。"
         return None
 
-    return f"Unknown action '{action}'."
-
-
-def _verb(action: str) -> str:
-    return "accepted" if action == "accept" else "refused"
+    return f"未知的操作“{ACTION_CN.get(action, action)}”。"
 
 
 def closing_outcome_when_window_lapses(window: DeadlineName) -> Outcome:

@@ -240,7 +240,7 @@ RISK_CN = {Risk.high: "高", Risk.medium: "中", Risk.low: "低"}
 TIER_CN = {
     NotificationTier.immediate: "即时",
     NotificationTier.priority: "优先",
-    NotificationTier.batch: "汇总",
+    NotificationTier.batch: "每日汇总",  # one digest a day (rules/default.toml batch_time)
     NotificationTier.overdue: "超期",
 }
 
@@ -331,4 +331,54 @@ ARBITRATION_EVENT_CN = {
     ArbitrationEvent.confirmed: "司法确认（履行完毕）",
     ArbitrationEvent.failed: "仲裁未能解决",
     ArbitrationEvent.court: "起诉至人民法院",
+}
+
+# Who a notice goes to, how, and what the score stream's rules are called (the CLI's tables, the
+# case desk's timeline).
+RECIPIENT_ROLE_CN = {
+    RecipientRole.principal_leader: "主要领导",
+    RecipientRole.deputy_leader: "分管负责人",
+    RecipientRole.handling_unit: "责任单位",
+    RecipientRole.unit_leader: "责任单位负责人",
+    RecipientRole.supervision_office: "督查室",
+}
+
+NOTIFY_CHANNEL_CN = {
+    NotifyChannel.sms: "短信",
+    NotifyChannel.push: "推送",
+    NotifyChannel.batch: "汇总",
+    NotifyChannel.email: "电子邮件",
+    NotifyChannel.webhook: "接口推送",
+    "duty_log": "值班记录",  # the supervision office's duty log (the fallback's recording adapter)
+}
+
+SCORE_RULE_CN = {
+    ScoreRule.mediation_success: "调解成功",
+    ScoreRule.mediation_failed_review: "调解未成、进入复查",
+    ScoreRule.mediation_window_missed: "错过调解期限",
+    ScoreRule.accountability: "问责",
+    "accountability_official": "问责到人",
+}
+
+# A period's state (workflows.models.DeadlineView.status).
+DEADLINE_STATUS_CN = {"running": "计时中", "paused": "已暂停", "met": "已完成", "overdue": "已逾期", "stopped": "已停止"}
+
+# How a three-letters ladder ended.
+LADDER_END_CN = {"resolved": "风险已化解", "case_closed": "案件已办结", "accountability": "已发出问责建议函"}
+
+# The documents' titles, as printed on them (activities/documents.py) and named everywhere else.
+DOCUMENT_CN = {
+    DocumentKind.acceptance_notice: "信访事项受理告知书",
+    DocumentKind.not_accepted_notice: "信访事项不予受理告知书",
+    DocumentKind.redirect_notice: "导入法定途径告知书",
+    DocumentKind.mediation_agreement: "人民调解协议书",
+    DocumentKind.extension_notice: "信访事项延期办理告知书",
+    DocumentKind.handling_opinion: "信访事项办理意见书",
+    DocumentKind.review_opinion: "信访事项复查意见书",
+    DocumentKind.re_review_opinion: "信访事项复核意见书",
+    DocumentKind.risk_warning_letter: "风险提示函",
+    DocumentKind.supervision_letter: "督办函",
+    DocumentKind.accountability_letter: "问责建议函",
+    DocumentKind.petitioner_notice: "群众告知书",
+    DocumentKind.delivery_receipt: "送达回证",
 }

@@ -55,10 +55,12 @@ async def _refused(h: Harness, case_id: str, action: str, data: dict[str, Any], 
 def test_the_role_table_is_total_and_units_act_on_their_own_cases_only() -> None:
     assert set(CASE_ACTIONS) == set(StaffRole)
     assert action_refusal("accept", StaffRole.unit, UNIT, UNIT) is None
-    assert "own unit" in (action_refusal("accept", StaffRole.unit, "青山区住建局", UNIT) or "")
-    assert "one level up" in (action_refusal("review_decision", StaffRole.unit, UNIT, UNIT) or "")
+    assert action_refusal("accept", StaffRole.unit, "青山区住建局", UNIT) == (
+        f"本案属于{UNIT}；青山区住建局的工作人员只能办理本单位的案件。"
+    )
+    assert "上一级机关" in (action_refusal("review_decision", StaffRole.unit, UNIT, UNIT) or "")
     assert action_refusal("review_decision", StaffRole.unit, "市人社局", UNIT) is None
-    assert "names nobody" in (action_refusal("accept", None, None, UNIT) or "")
+    assert "没有写明是谁办理的" in (action_refusal("accept", None, None, UNIT) or "")
     assert may_view(StaffRole.supervision, None, UNIT) and may_view(StaffRole.unit, UNIT, UNIT)
     assert not may_view(StaffRole.unit, "青山区住建局", UNIT) and not may_view(StaffRole.hr, None, UNIT)
 
@@ -68,19 +70,21 @@ async def test_each_role_is_allowed_its_actions_and_refused_the_rest(harness: Ha
     c = h.env.client
     # Only an operator registers.
     for actor in (QINGSHAN, SUPERVISOR, HR, ADMIN):
-        with pytest.raises(Refused, match="may not register"):
+        with pytest.raises(Refused, match="无权登记信访事项"):
             await register(c, h.settings, parse_intake(petition(title="另一件事")), task_queue=h.task_queue, actor=actor)
     case_id, handle = await _case(h)
 
     # operator: registration and the petitioner's requests, never a unit's decision
-    assert "belongs to: unit" in await _refused(h, case_id, "accept", {"unit": UNIT}, CLERK)
+    assert await _refused(h, case_id, "accept", {"unit": UNIT}, CLERK) == (
+        "“登记窗口”角色不能进行“受理”操作；这项操作只能由“责任单位”角色进行。"
+    )
     # another unit's staff: not their case
-    assert "own unit" in await _refused(h, case_id, "accept", {"unit": UNIT}, OTHER_UNIT)
+    assert "只能办理本单位的案件" in await _refused(h, case_id, "accept", {"unit": UNIT}, OTHER_UNIT)
     # hr and admin act on no case
-    assert "'hr' may not" in await _refused(h, case_id, "accept", {"unit": UNIT}, HR)
-    assert "'admin' may not" in await _refused(h, case_id, "flag_major_risk", {"reason": "x"}, ADMIN)
+    assert "“组织人事”角色不能进行“受理”操作" in await _refused(h, case_id, "accept", {"unit": UNIT}, HR)
+    assert "“系统管理员”角色不能进行“标记重大风险”操作" in await _refused(h, case_id, "flag_major_risk", {"reason": "x"}, ADMIN)
     # supervision flags risks, but does not accept
-    assert "'supervision' may not" in await _refused(h, case_id, "accept", {"unit": UNIT}, SUPERVISOR)
+    assert "“督查室”角色不能进行“受理”操作" in await _refused(h, case_id, "accept", {"unit": UNIT}, SUPERVISOR)
 
     # the case's own unit accepts: the timeline and the acceptance notice name who acted
     result = await act(c, h.settings, case_id, "accept", {"unit": UNIT}, actor=QINGSHAN)
@@ -94,7 +98,7 @@ async def test_each_role_is_allowed_its_actions_and_refused_the_rest(harness: Ha
     # supervision flags a major risk; the unit reports progress; the operator records a visit
     flagged = await act(c, h.settings, case_id, "flag_major_risk", {"reason": "扬言集体上访"}, actor=SUPERVISOR)
     assert flagged.events[0].data["by"]["role"] == "supervision"
-    assert "'unit' may not" in await _refused(h, case_id, "risk_resolved", {}, QINGSHAN)
+    assert "“责任单位”角色不能进行“风险化解”操作" in await _refused(h, case_id, "risk_resolved", {}, QINGSHAN)
     await act(c, h.settings, case_id, "report_progress", {"substantive": True}, actor=QINGSHAN)
     visit = await act(c, h.settings, case_id, "repeat_visit", {}, actor=CLERK)
     assert visit.events[0].data["by"]["name"] == "clerk01"
@@ -102,7 +106,7 @@ async def test_each_role_is_allowed_its_actions_and_refused_the_rest(harness: Ha
     # the handling unit issues the opinion; its review belongs to the body one level up
     await act(c, h.settings, case_id, "issue_opinion", {"text": "已督促公司支付工资"}, actor=QINGSHAN)
     await act(c, h.settings, case_id, "request_review", {}, actor=CLERK)
-    assert "one level up" in await _refused(h, case_id, "review_decision", {"text": "维持"}, QINGSHAN)
+    assert "复查、复核由上一级机关决定" in await _refused(h, case_id, "review_decision", {"text": "维持"}, QINGSHAN)
     city = Actor(name="city.reviewer", role=StaffRole.unit, unit="市人社局")
     done = await act(c, h.settings, case_id, "review_decision", {"text": "维持原意见"}, actor=city)
     assert done.events[0].data["by"]["unit"] == "市人社局"

@@ -25,7 +25,8 @@ async def test_collective_arrears_enter_arbitration_and_resolve_there() -> None:
         **COLLECTIVE,
     )
     entered = [e for e in kinds(r, "stage", stage="arbitration") if e.get("track")]
-    assert entered and entered[0]["offset_s"] == 0 and entered[0]["workers"] == 12
+    # At intake: the seconds triage takes on a loaded machine are not a day.
+    assert entered and entered[0]["offset_s"] < 60 and entered[0]["workers"] == 12
     assert [e["step"] for e in kinds(r, "stage", stage="arbitration") if e.get("step")] == ["filed", "settled", "confirmed"]
     assert r["outcome"] == "resolved"
     assert not kinds(r, "overdue")
@@ -43,7 +44,7 @@ async def test_failed_arbitration_goes_to_court_as_a_redirect() -> None:
 
 async def test_court_before_arbitration_fails_is_refused() -> None:
     r = await run([step("P1D", "arbitration", event="court")], until="P2D", **COLLECTIVE)
-    assert "next step can be: filed" in one(r, "rejected", action="arbitration")["error"]
+    assert "下一步只能是：仲裁立案。" in one(r, "rejected", action="arbitration")["error"]
 
 
 async def test_arbitration_deadlines_fire_when_nothing_happens() -> None:
@@ -57,7 +58,7 @@ async def test_arbitration_deadlines_fire_when_nothing_happens() -> None:
 async def test_four_workers_are_not_collective_and_have_no_arbitration_track() -> None:
     r = await run([step("P1D", "arbitration", event="filed")], until="P2D", **{**COLLECTIVE, "worker_count": 4, "content": "公司拖欠我们4名工人工资共计2万元。"})
     assert not [e for e in kinds(r, "stage", stage="arbitration") if e.get("track")]
-    assert "not on the arbitration green channel" in one(r, "rejected", action="arbitration")["error"]
+    assert "本案不在仲裁绿色通道上（仅适用于 5 名及以上劳动者" in one(r, "rejected", action="arbitration")["error"]
 
 
 async def test_mediated_case_stops_its_arbitration_track() -> None:

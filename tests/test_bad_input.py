@@ -66,12 +66,12 @@ def stored(folder: Path) -> tuple[list[CaseRow], list[RefusalRow]]:
 
 
 def refused_with(capsys: pytest.CaptureFixture[str], folder: Path, code: int, *words: str) -> str:
-    """The run's stderr, having checked that it is one `error:` sentence holding `words`, that
+    """The run's stderr, having checked that it is one `错误：` sentence holding `words`, that
     nothing went to stdout, and that no case (nor refusal) was stored."""
     out = capsys.readouterr()
     assert code == EXIT_BAD_INPUT, out.err
     assert out.out == ""
-    assert out.err.startswith("error: ") and out.err.rstrip().endswith("."), out.err
+    assert out.err.startswith("错误：") and out.err.rstrip().endswith((".", "。")), out.err
     assert "Traceback" not in out.err
     for w in words:
         assert w in out.err, out.err
@@ -311,7 +311,7 @@ def test_namesakes_with_their_own_identity_numbers_are_two_petitioners() -> None
 
 def test_a_20_mb_input_file_is_refused(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     big = write(data, b" " * (20 * 1024 * 1024))
-    refused_with(capsys, data, run("--as", "clerk", "register", big), "is larger than 1,000,000 bytes")
+    refused_with(capsys, data, run("--as", "clerk", "register", big), "超过 1,000,000 字节")
 
 
 def test_stdin_is_read_up_to_the_limit_and_one_byte_only(
@@ -325,18 +325,18 @@ def test_stdin_is_read_up_to_the_limit_and_one_byte_only(
             return b"[" * size
 
     monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=Endless()))
-    refused_with(capsys, data, run("--as", "clerk", "register", "-"), "stdin: is larger than 1,000,000 bytes")
+    refused_with(capsys, data, run("--as", "clerk", "register", "-"), "stdin：超过 1,000,000 字节")
     assert asked == [MAX_INPUT_BYTES + 1]
 
 
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        (json.dumps(WAGES, ensure_ascii=False).encode("gbk"), "is not UTF-8 text (byte 0x"),
-        (b"[" * 100_000, "is nested too deeply"),
-        (b'{"channel": "visit", "worker_count": 1' + b"0" * 5000 + b"}", "a number with too many digits"),
-        (b'{"channel": "visit",', "not valid JSON"),
-        (b'["not", "an", "intake"]', "An intake record is a JSON object"),
+        (json.dumps(WAGES, ensure_ascii=False).encode("gbk"), "不是 UTF-8 文本（第 "),
+        (b"[" * 100_000, "嵌套层数过多"),
+        (b'{"channel": "visit", "worker_count": 1' + b"0" * 5000 + b"}", "位数过多、无法读取的数字"),
+        (b'{"channel": "visit",', "不是有效的 JSON"),
+        (b'["not", "an", "intake"]', "信访事项记录应为 JSON 对象"),
     ],
 )
 def test_unreadable_files_are_refused_with_a_sentence(
@@ -350,9 +350,9 @@ def test_a_missing_file_or_a_folder_is_refused(data: Path, capsys: pytest.Captur
         capsys,
         data,
         run("--as", "clerk", "register", str(data.parent / "nope.json")),
-        "nope.json: no such file.",
+        "nope.json：文件不存在。",
     )
-    refused_with(capsys, data, run("--as", "clerk", "register", str(data.parent)), "is a folder, not a file")
+    refused_with(capsys, data, run("--as", "clerk", "register", str(data.parent)), "是文件夹，不是文件")
 
 
 def test_bad_action_data_is_refused_with_a_sentence(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -360,13 +360,13 @@ def test_bad_action_data_is_refused_with_a_sentence(data: Path, capsys: pytest.C
         capsys,
         data,
         run("--as", "qs", "act", CASE, "accept", "--data", "[" * 100_000),
-        "--data: is nested too deeply",
+        "--data：嵌套层数过多",
     )
     refused_with(
         capsys,
         data,
         run("--as", "qs", "act", CASE, "accept", "--data", '["青山区人社局"]'),
-        "accept data is a JSON object of the action's fields, not a list",
+        "accept 的数据应为由该操作的字段组成的 JSON 对象，而不是列表",
     )
     officials = json.dumps({"reason": "扬言集体上访", "officials": [f"官员{n}" for n in range(21)]})
     refused_with(
@@ -385,7 +385,7 @@ def test_a_byte_order_mark_is_read_and_an_unreachable_engine_is_exit_4(
     assert run("--as", "clerk", "register", path) == EXIT_UNREACHABLE
     err = capsys.readouterr().err
     assert err == (
-        f"error: the engine is not reachable at {CLOSED}: start it with `make run` or set TEMPORAL_ADDRESS.\n"
+        f"错误：无法连接引擎（{CLOSED}）：请用 `make run` 启动引擎，或设置 TEMPORAL_ADDRESS。\n"
     )
     assert stored(data) == ([], [])
 
@@ -404,7 +404,7 @@ def test_every_command_that_needs_the_engine_says_it_is_unreachable(
     assert run(*argv) == EXIT_UNREACHABLE
     out = capsys.readouterr()
     assert (
-        out.err.startswith(f"error: the engine is not reachable at {CLOSED}") and "Traceback" not in out.err
+        out.err.startswith(f"错误：无法连接引擎（{CLOSED}）") and "Traceback" not in out.err
     )
     assert stored(data) == ([], [])
 
@@ -414,9 +414,9 @@ async def test_state_of_an_unknown_case_says_there_is_no_such_case(
 ) -> None:
     monkeypatch.setenv("TEMPORAL_ADDRESS", env.client.service_client.config.target_host)
     code = await main(["--as", "duban", "state", CASE])
-    refused_with(capsys, data, code, f"There is no case '{CASE}'.")
+    refused_with(capsys, data, code, f"没有案件“{CASE}”。")
     code = await main(["--as", "duban", "history", CASE])
-    refused_with(capsys, data, code, f"There is no case '{CASE}'.")
+    refused_with(capsys, data, code, f"没有案件“{CASE}”。")
 
 
 # --- 4. workflow ids that are not case numbers -----------------------------------------------
@@ -437,7 +437,7 @@ def test_ids_that_are_not_case_numbers_are_refused_before_contacting_anything(
     data: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
 ) -> None:
     err = refused_with(
-        capsys, data, run(*argv), "is not a case number; a case number looks like XF-20260315-1A2B3C4D."
+        capsys, data, run(*argv), "不是案件编号；案件编号形如 XF-20260315-1A2B3C4D。"
     )
     assert "\x00" not in err
 
@@ -493,12 +493,12 @@ async def test_registering_a_matter_finalised_by_re_review_is_refused_and_its_no
     code = await main(["--as", "clerk", "register", str(path), "--calendar", "weekends_only"])
     out = capsys.readouterr()
     assert code == EXIT_FAILED and out.out == ""
-    # (the in-process worker logs to stderr too: the tool's own line is the one that says `refused:`)
+    # (the in-process worker logs to stderr too: the tool's own line is the one that says `拒绝：`)
     said = [line for line in out.err.splitlines() if not line.startswith("{")]
     assert len(said) == 1, out.err
     found = re.fullmatch(
-        rf"refused: This matter was finalised by re-review in case {first.case_id}; case (XF-\d{{8}}-[0-9A-F]{{8}}) "
-        r"records the refusal and its notice to the petitioner\.",
+        rf"拒绝：该事项已在案件 {first.case_id} 经复核终结，同一事实和理由不再受理；案件 (XF-\d{{8}}-[0-9A-F]{{8}}) "
+        r"记录了这次不予受理，并向信访人发出告知书。",
         said[0],
     )
     assert found, said
@@ -526,7 +526,7 @@ async def test_an_action_with_no_worker_is_not_sent_and_never_applied_later(harn
         h.env.client, h.settings, parse_intake(petition(responsible_unit="青山区人社局")), task_queue=queue,
         calendar="weekends_only", actor=SCENARIO_DESK,
     )  # fmt: skip
-    with pytest.raises(NoWorker, match="was not sent"):
+    with pytest.raises(NoWorker, match="没有发出"):
         await act(h.env.client, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"},
                   actor=acting_as("accept", "青山区人社局"), worker_wait=timedelta(seconds=5))  # fmt: skip
     async with build_worker(h.env.client, h.settings, task_queue=queue):

@@ -55,8 +55,8 @@ async def test_pause_refused_for_the_petitioners_window_and_resume_when_not_paus
         until="P5D",
     )
     errors = {e["action"]: e["error"] for e in kinds(r, "rejected")}
-    assert "not paused" in errors["resume_clock"]
-    assert "Only these periods can be paused" in errors["pause_clock"]
+    assert errors["resume_clock"] == "办理期限没有暂停，无需恢复。"
+    assert errors["pause_clock"] == "只有这些期限可以暂停计时：受理期限、办理期限、复核期限、复查期限。"
 
 
 async def test_publishing_next_years_schedule_recomputes_provisional_deadlines(harness: Harness, tmp_path: Path) -> None:

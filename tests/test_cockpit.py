@@ -144,7 +144,7 @@ async def test_a_unit_may_not_name_the_package_leader(tmp_path: Path) -> None:
     }
     result, engine = await _keep(tmp_path, spec)
     [refused] = [e for e in result["events"] if e["kind"] == "rejected"]
-    assert refused["action"] == "assign_leader" and "closed" in refused["error"]
+    assert refused["action"] == "assign_leader" and "案件已办结" in refused["error"]
     assert leader_packages(engine) == []
     assert action_refusal("assign_leader", StaffRole.unit, "青山区人社局", "青山区人社局")
     assert action_refusal("assign_leader", StaffRole.operator, None, "青山区人社局")

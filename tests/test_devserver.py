@@ -147,7 +147,7 @@ def test_worker_killed_mid_ladder_loses_and_repeats_nothing(stack: dict[str, Any
     act = _starter(env, "--as", "donghu", "act", case_id, "accept", "--data", json.dumps({"unit": "东湖镇政府"}, ensure_ascii=False))
     assert act.returncode == 0, act.stderr
     refused = _starter(env, "--as", "donghu", "act", case_id, "accept", "--data", json.dumps({"unit": "东湖镇政府"}, ensure_ascii=False))
-    assert refused.returncode == 1 and "already decided" in refused.stderr
+    assert refused.returncode == 1 and "已作出是否受理的决定" in refused.stderr
 
     hist = _wait_for(env, case_id, lambda h: _docs(h, "accountability_letter"), timeout=200)
     for kind in ("risk_warning_letter", "supervision_letter", "accountability_letter"):

@@ -42,7 +42,8 @@ def test_kept_scenario_documents_verify_and_a_changed_byte_is_refused(tmp_path: 
 
     ok = _starter("verify", str(letter), "--data", str(keep))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout.startswith("genuine")
+    said = json.loads(ok.stdout)
+    assert said["genuine"] is True and said["message"].startswith("真实：") and said["verification_code"] == code
 
     data = bytearray(letter.read_bytes())
     pos = data.index("问责".encode())
@@ -51,7 +52,8 @@ def test_kept_scenario_documents_verify_and_a_changed_byte_is_refused(tmp_path: 
     forged.write_bytes(bytes(data))
     bad = _starter("verify", str(forged), "--data", str(keep))
     assert bad.returncode == 1
-    assert bad.stdout.startswith("not genuine")
+    said = json.loads(bad.stdout)
+    assert said["genuine"] is False and said["message"].startswith("不真实：")
 
     # a different verification code printed on a genuine body is refused too
     relabelled = tmp_path / "relabelled.txt"

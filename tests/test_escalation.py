@@ -152,7 +152,7 @@ async def test_flagging_twice_is_refused_and_closing_ends_the_ladder() -> None:
         ],
         until="P60D",
     )
-    assert "already" in one(r, "rejected", action="flag_major_risk")["error"]
+    assert "已因重大风险进入“三函”督办程序" in one(r, "rejected", action="flag_major_risk")["error"]
     assert _ladder(r) == ["flagged", "warning", "ended"]
     assert not kinds(r, "document", document="supervision_letter")
 

@@ -72,7 +72,7 @@ def test_masks_hide_personal_data() -> None:
 def test_bad_action_data_names_the_field() -> None:
     with pytest.raises(InputError, match=r"extend data field 'days'"):
         parse_action("extend", {"days": "many", "approved_by": "局长", "reason": "复杂"})
-    with pytest.raises(InputError, match=r"Unknown action 'approve'"):
+    with pytest.raises(InputError, match=r"未知的操作“approve”"):
         parse_action("approve", {})
     with pytest.raises(InputError, match=r"redirect data field 'route'"):
         parse_action("redirect", {"route": "petition"})
@@ -103,16 +103,16 @@ def test_starter_scenario_refuses_an_invalid_file_with_one_line(tmp_path: Path) 
     proc = _starter("scenario", str(bad))
     assert proc.returncode == 2
     assert proc.stdout == ""
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("错误：")]
     assert len(lines) == 1 and "after" in lines[0]
 
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({"petition": WAGES, "steps": [{"after": "P1D", "action": "approve"}]}))
     proc = _starter("scenario", str(unknown))
-    assert proc.returncode == 2 and "Unknown action 'approve'" in proc.stderr
+    assert proc.returncode == 2 and "未知的操作“approve”" in proc.stderr
 
     proc = _starter("scenario", str(tmp_path / "missing.json"))
-    assert proc.returncode == 2 and "no such file" in proc.stderr
+    assert proc.returncode == 2 and "missing.json：文件不存在。" in proc.stderr
 
 
 def test_starter_triage_reads_and_writes_json_lines_in_order() -> None:

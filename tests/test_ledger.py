@@ -302,8 +302,8 @@ def test_genuine_document_verifies_with_a_readable_sentence(ledger: Ledger, tmp_
     assert result.genuine, result.message
     assert result.index == 5 and result.tree_size == 13
     assert result.verification_code == verification_code(5, sha)
-    assert result.message.startswith(f"genuine: document {sha[:8]}… is entry 5 of the log")
-    assert f"proof of {len(result.proof_hex)} hashes" in result.message
+    assert result.message.startswith(f"真实：文书 {sha[:8]}… 是日志第 5 条记录")
+    assert f"由 {len(result.proof_hex)} 个哈希组成的证明已对照" in result.message
     assert result.signed_head is not None and ledger.verify_signed_head(result.signed_head)
     proof = [bytes.fromhex(p) for p in result.proof_hex]
     assert verify_inclusion(leaf_hash(ledger.entry(5)), 5, 13, proof, bytes.fromhex(result.root_hex or ""))
@@ -317,7 +317,7 @@ def test_genuine_document_verifies_with_a_readable_sentence(ledger: Ledger, tmp_
     # the same content recorded twice (a reissue) is found at its first entry, the message says so
     ledger.append(_doc_entry(paths[5].read_bytes(), 99), "reissue-5")
     twice = verify_document(paths[5], ledger)
-    assert twice.genuine and twice.index == 5 and "also recorded as entries 14" in twice.message
+    assert twice.genuine and twice.index == 5 and "相同内容还登记为第 14 条记录" in twice.message
     assert ledger.audit() == []
 
 
@@ -328,7 +328,7 @@ def test_every_single_byte_change_of_a_document_is_caught(ledger: Ledger, tmp_pa
         for mask in (0x01, 0x80):
             result = verify_document(_with_byte_flipped(original, pos, mask), ledger)
             assert not result.genuine
-            assert result.message.startswith("not genuine: no document with this content was ever recorded")
+            assert result.message.startswith("不真实：日志中从未记录过内容与此相同的文书")
     assert not verify_document(original + b"\n", ledger).genuine
     assert verify_document(original, ledger).genuine
 
@@ -368,7 +368,7 @@ def test_every_single_byte_change_of_a_stored_entry_is_caught(ledger: Ledger, tm
         _set_entry(ledger.engine, index, entry=_with_byte_flipped(original, pos))
         result = verify_document(paths[index], ledger)
         assert not result.genuine, pos
-        assert result.message.startswith("the log itself was altered"), result.message
+        assert result.message.startswith("日志本身已被篡改："), result.message
         assert ledger.audit(), pos
     _set_entry(ledger.engine, index, entry=original)
     assert ledger.audit() == []
@@ -390,7 +390,7 @@ def test_every_single_byte_change_of_a_stored_hash_is_caught(ledger: Ledger, tmp
             for doc in docs:
                 result = verify_document(paths[doc], ledger)
                 assert not result.genuine, (level, index, pos, doc)
-                assert result.message.startswith("the log itself was altered"), result.message
+                assert result.message.startswith("日志本身已被篡改："), result.message
             assert ledger.audit(), (level, index, pos)
         _set_node(engine, level, index, original)
         assert ledger.audit() == []
@@ -422,7 +422,7 @@ def test_a_consistent_rewrite_is_caught_by_the_signed_heads(ledger: Ledger, tmp_
         _set_node(ledger.engine, level, 0, tree.levels[level][0])
     result = verify_document(forged, ledger)
     assert not result.genuine
-    assert result.message.startswith("the log itself was altered"), result.message
+    assert result.message.startswith("日志本身已被篡改："), result.message
     assert "not consistent" in result.message
     problems = ledger.audit()
     assert any("no longer matches the log" in p for p in problems), problems

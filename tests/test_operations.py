@@ -222,7 +222,7 @@ async def test_an_undeliverable_sms_is_retried_until_its_deadline_and_the_timeli
     alert = one(r, "notification", tier="overdue", deadline="notify_immediate")
     assert alert["recipient_role"] == "supervision_office" and alert["escalated_from"] == "principal_leader"
     assert (alert["channel"], alert["adapter"], alert["delivered"]) == ("duty_log", "recording", True)
-    assert alert["offset_s"] == sms["offset_s"]
+    assert abs(alert["offset_s"] - sms["offset_s"]) <= 2  # at once (a loaded machine takes a second)
     # Nothing claims that an SMS went out.
     assert not [e for e in kinds(r, "notification") if e["delivered"] and e["channel"] == "sms"]
 

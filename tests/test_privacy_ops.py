@@ -215,20 +215,20 @@ def test_verify_and_ledger_refuse_an_empty_data_folder_and_create_nothing(tmp_pa
     empty.mkdir()
     settings = Settings(data_dir=empty, database_url=None)
     with pytest.raises(
-        InputError, match=r"holds no engine data \(no database at .*petitions\.db\); nothing was created"
+        InputError, match=r"中没有引擎数据（.*petitions\.db 处没有数据库）；未创建任何文件"
     ):
         verify_file(settings, doc)
-    with pytest.raises(InputError, match="nothing was created"):
+    with pytest.raises(InputError, match="未创建任何文件"):
         ledger_head(settings)
-    with pytest.raises(InputError, match="nothing was created"):
+    with pytest.raises(InputError, match="未创建任何文件"):
         ledger_consistency(settings, 1, 2)
     assert list(empty.iterdir()) == []
 
     missing = tmp_path / "no" / "such" / "dir"
     settings = Settings(data_dir=missing, database_url=None)
-    with pytest.raises(InputError, match=r"does not exist, so it holds no engine data; nothing was created"):
+    with pytest.raises(InputError, match=r"不存在，其中没有引擎数据；未创建任何文件"):
         verify_file(settings, doc)
-    with pytest.raises(InputError, match="nothing was created"):
+    with pytest.raises(InputError, match="未创建任何文件"):
         ledger_head(settings)
     assert not (tmp_path / "no").exists()
 
@@ -244,14 +244,14 @@ def test_verify_refuses_a_database_without_a_log_and_leaves_it_as_it_was(tmp_pat
     db.commit()
     db.close()
     before = (_tree(data), (data / "petitions.db").read_bytes())
-    with pytest.raises(InputError, match="holds no document log"):
+    with pytest.raises(InputError, match="中没有文书存证日志"):
         verify_file(Settings(data_dir=data, database_url=None), _document(tmp_path))
-    with pytest.raises(InputError, match="holds no document log"):
+    with pytest.raises(InputError, match="中没有文书存证日志"):
         ledger_head(Settings(data_dir=data, database_url=None))
     assert (_tree(data), (data / "petitions.db").read_bytes()) == before
 
     (data / "petitions.db").write_bytes(b"not a database at all")
-    with pytest.raises(InputError, match="cannot be read as the engine's database"):
+    with pytest.raises(InputError, match="无法作为引擎的数据库读取"):
         verify_file(Settings(data_dir=data, database_url=None), tmp_path / "elsewhere" / "letter.txt")
 
 
@@ -259,9 +259,9 @@ def test_verify_names_a_missing_file_or_a_folder(tmp_path: Path) -> None:
     from engine.reports import verify_file
 
     settings = Settings(data_dir=tmp_path / "data", database_url=None)
-    with pytest.raises(InputError, match=r"nope\.txt: no such file\."):
+    with pytest.raises(InputError, match=r"nope\.txt：文件不存在。"):
         verify_file(settings, tmp_path / "nope.txt")
-    with pytest.raises(InputError, match="is a folder; name one document file"):
+    with pytest.raises(InputError, match="是文件夹；请指定其中的一份文书文件"):
         verify_file(settings, tmp_path)
     assert not (tmp_path / "data").exists()
 
@@ -306,9 +306,9 @@ def test_verify_still_verifies_a_real_data_folder(tmp_path: Path) -> None:
         # The log's signing key gone: a read does not make a new one (it would sign nothing true).
         key = settings.resolved_ledger_key_file()
         key.rename(key.with_suffix(".moved"))
-        with pytest.raises(InputError, match="signing key .* is missing"):
+        with pytest.raises(InputError, match="签名密钥 .* 缺失"):
             ledger_head(settings)
-        with pytest.raises(InputError, match="signing key .* is missing"):
+        with pytest.raises(InputError, match="签名密钥 .* 缺失"):
             verify_file(settings, docs[0])
         assert not key.exists()
         assert verify_file(settings, forged)[0] is False  # an unknown document needs no key to be refused

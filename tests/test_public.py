@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -151,9 +152,16 @@ def test_the_cli_verifies_a_crlf_or_gbk_copy_and_answers_a_code(
     for name, data in [("crlf.txt", text.replace("\n", "\r\n").encode()), ("gbk.txt", text.encode("gb18030"))]:
         (tmp_path / name).write_bytes(data)
         assert asyncio.run(main(["verify", str(tmp_path / name)])) == EXIT_OK, capsys.readouterr()
-        assert capsys.readouterr().out.startswith("genuine")
+        said = json.loads(capsys.readouterr().out)  # piped (not a terminal): JSON
+        assert said["genuine"] is True and said["message"].startswith("真实：文书") and said["index"] == doc.ledger_index
     (tmp_path / "changed.txt").write_text(text.replace("已督促", "未督促"), encoding="utf-8")
     assert asyncio.run(main(["verify", str(tmp_path / "changed.txt")])) == EXIT_FAILED
+    said = json.loads(capsys.readouterr().out)
+    assert said["genuine"] is False and said["message"].startswith("不真实：")
+    # the same, as a table for a person
+    assert asyncio.run(main(["verify", str(tmp_path / "crlf.txt"), "--table"])) == EXIT_OK
+    table = capsys.readouterr().out
+    assert table.startswith("真实：文书") and "核验依据" in table and "日志序号" in table
     # The code printed on the document (what a petitioner types) names its entry.
     assert asyncio.run(main(["verify", doc.verification_code])) == EXIT_OK
     out = capsys.readouterr().out

@@ -81,7 +81,7 @@ def test_closed_case_refuses_everything() -> None:
     facts = replace(BASE, stage=Stage.closed, closed=True, outcome=Outcome.mediated)
     for action in ACTION_INPUTS:
         reason = refusal(action, facts, NOW, RULES, _data(action, facts))
-        assert reason and "closed (mediated)" in reason
+        assert reason == "案件已办结（调解结案），不再接受任何操作。"
 
 
 def test_ladder_actions_need_a_running_ladder() -> None:
@@ -94,15 +94,16 @@ def test_ladder_actions_need_a_running_ladder() -> None:
 def test_windows_close_at_their_instant() -> None:
     facts = replace(BASE, stage=Stage.opinion_issued, due={DeadlineName.review_request: NOW})
     assert refusal("request_review", facts, NOW - timedelta(seconds=1), RULES) is None
-    assert "closed" in (refusal("request_review", facts, NOW, RULES) or "")
+    # the period named as the rules give it (rules/default.toml: 30 days)
+    assert refusal("request_review", facts, NOW, RULES) == "申请复查的30日期限已过，不能再申请复查。"
 
 
 def test_extension_rules() -> None:
     facts = replace(BASE, stage=Stage.handling, due={DeadlineName.handling: LATER})
     assert refusal("extend", facts, NOW, RULES, ExtendInput(days=30, approved_by="a", reason="b")) is None
-    assert "at most 30" in (refusal("extend", facts, NOW, RULES, ExtendInput(days=31, approved_by="a", reason="b")) or "")
-    assert "once" in (refusal("extend", replace(facts, extension_used=1), NOW, RULES, None) or "")
-    assert "run out" in (refusal("extend", facts, LATER, RULES, None) or "")
+    assert "延期最多 30 日，本次申请延期 31 日" in (refusal("extend", facts, NOW, RULES, ExtendInput(days=31, approved_by="a", reason="b")) or "")
+    assert "最多允许延期 1 次" in (refusal("extend", replace(facts, extension_used=1), NOW, RULES, None) or "")
+    assert "办理期限已经届满" in (refusal("extend", facts, LATER, RULES, None) or "")
 
 
 @pytest.mark.parametrize(
@@ -159,6 +160,6 @@ def test_refusals_name_the_periods_and_thresholds_of_the_rules_in_force() -> Non
     from rules.lifecycle import _period
 
     rules = load_rules(RULES_DIR / "default.toml")
-    assert _period(rules, DeadlineName.review_request) == "30-day"
-    assert _period(rules, DeadlineName.arbitration_filing) == "5-working-day"
-    assert _period(rules, DeadlineName.notify_immediate) == "30-minute"
+    assert _period(rules, DeadlineName.review_request) == "30日"
+    assert _period(rules, DeadlineName.arbitration_filing) == "5个工作日"
+    assert _period(rules, DeadlineName.notify_immediate) == "30分钟"

@@ -29,30 +29,31 @@ def run(*argv: str) -> int:
 
 def test_first_account_is_an_admin_then_only_admins_make_accounts(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("users", "add", "clerk", "--role", "operator") == EXIT_BAD_INPUT
-    assert "first account must be an admin" in capsys.readouterr().err
+    assert "第一个账号必须是系统管理员" in capsys.readouterr().err
     assert run("users", "add", "admin", "--role", "admin") == EXIT_OK
     out = capsys.readouterr().out
-    password = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("password"))
+    assert "已创建账号 admin（系统管理员）。" in out
+    password = next(line.split("：", 1)[1] for line in out.splitlines() if line.startswith("密码（只显示这一次）"))
     token = token_path(Settings(data_dir=data), "admin")
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
     # Hashed with Argon2id, never stored as given; the shown password signs in.
     row = next(r for r in list_users(Settings(data_dir=data)) if r.username == "admin")
     assert row.password_hash.startswith("$argon2id$") and password not in row.password_hash
     assert check_password(Settings(data_dir=data), "admin", password).role == "admin"
-    with pytest.raises(AccessError, match="Wrong username or password"):
+    with pytest.raises(AccessError, match="用户名或密码错误"):
         check_password(Settings(data_dir=data), "admin", password + "x")
 
     # Without signing in, nothing but the first admin can be made.
     assert run("users", "add", "clerk", "--role", "operator") == EXIT_FAILED
-    assert "Sign in first" in capsys.readouterr().err
+    assert "拒绝：请先登录" in capsys.readouterr().err
     assert run("--as", "admin", "users", "add", "clerk", "--role", "operator") == EXIT_OK
     assert run("--as", "admin", "users", "add", "qs", "--role", "unit") == EXIT_BAD_INPUT
-    assert "needs --unit" in capsys.readouterr().err
+    assert "责任单位账号需要 --unit" in capsys.readouterr().err
     assert run("--as", "admin", "users", "add", "qs", "--role", "unit", "--unit", "青山区人社局") == EXIT_OK
     # An operator may not make accounts, nor push the calendar, nor read the HR stream.
     capsys.readouterr()
     assert run("--as", "clerk", "users", "add", "x1", "--role", "admin") == EXIT_FAILED
-    assert "'operator' may not manage staff accounts" in capsys.readouterr().err
+    assert "“登记窗口”角色无权管理工作人员账号；当前登录的账号是 clerk。" in capsys.readouterr().err
     assert run("--as", "clerk", "calendar", "push") == EXIT_FAILED
     assert run("--as", "clerk", "scores") == EXIT_FAILED
     assert run("--as", "clerk", "list") == EXIT_OK
@@ -62,7 +63,7 @@ def test_first_account_is_an_admin_then_only_admins_make_accounts(data: Path, ca
     assert run("--as", "admin", "users", "disable", "qs") == EXIT_OK
     capsys.readouterr()
     assert run("--as", "qs", "list") == EXIT_FAILED
-    assert "unknown or was revoked" in capsys.readouterr().err
+    assert "登录凭据无效或已被吊销" in capsys.readouterr().err
     assert run("--as", "admin", "users", "list") == EXIT_OK
     listed = capsys.readouterr().out
     assert '"username": "qs"' in listed and '"disabled": true' in listed and "password" not in listed

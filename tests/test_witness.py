@@ -459,18 +459,18 @@ def test_cli_bad_input_is_a_sentence(
     assert "answered HTTP 404" in capsys.readouterr().err
     cases: list[tuple[list[str], str]] = [
         (["--url", "ftp://example.org"], "--url must be"),
-        ([], "needs either --url"),
-        (["--url", standin.base, "--data", str(tmp_path)], "not both"),
+        ([], "需要 --url BASE（引擎的网址）或 --data DIR"),
+        (["--url", standin.base, "--data", str(tmp_path)], "不能两者都给"),
         (["--url", standin.base, "--public-key", "abc"], "--public-key must be"),
-        (["--url", standin.base, "--once", "--interval", "5"], "exclude each other"),
-        (["--url", standin.base, "--interval", "0"], "--interval must be"),
-        (["--data", str(tmp_path), "--timeout", "3"], "--timeout is for --url"),
+        (["--url", standin.base, "--once", "--interval", "5"], "--once 与 --interval 不能同时使用"),
+        (["--url", standin.base, "--interval", "0"], "--interval 必须是正数"),
+        (["--data", str(tmp_path), "--timeout", "3"], "--timeout 只用于 --url"),
     ]
     for extra, message in cases:
         assert run("ledger", "monitor", "--state", state, *extra) == EXIT_BAD_INPUT, extra
         assert message in capsys.readouterr().err
     assert run("ledger", "head", "--url", standin.base) == EXIT_BAD_INPUT
-    assert "only for `ledger monitor`" in capsys.readouterr().err
+    assert "--url：只用于 `ledger monitor`" in capsys.readouterr().err
 
 
 def test_cli_interval_runs_until_ctrl_c(
@@ -540,5 +540,5 @@ def test_cli_data_mode_reads_the_folder_and_sees_history_rewritten_in_place(
         run("ledger", "monitor", "--data", str(missing), "--state", str(tmp_path / "x.json"))
         == EXIT_BAD_INPUT
     )
-    assert "does not exist" in capsys.readouterr().err
+    assert "nowhere 不存在，其中没有引擎数据" in capsys.readouterr().err
     assert not missing.exists() and not (tmp_path / "x.json").exists()

@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from temporalio.common import Priority
 
 from rules.deadlines import CalendarSnapshot
 from rules.ruleset import RuleSet
@@ -51,6 +52,11 @@ from rules.vocabulary import (
 )
 
 TASK_QUEUE = "petitions"
+# Task priority (Temporal's priority key: 1 is served first, 3 is the default, 5 last). A petition
+# stated high risk at intake is started with it, so that its workflow tasks and activities are
+# taken ahead of a backlog (a deadline surge); a workflow's activities inherit it. Every immediate
+# notice (the high-risk SMS, and its fallback) asks for it too, whatever the case was started with.
+URGENT_PRIORITY = Priority(priority_key=1)
 PETITION_WORKFLOW = "PetitionWorkflow"
 DIGEST_WORKFLOW = "BatchDigestWorkflow"
 ARBITRATION_WORKFLOW = "ArbitrationWorkflow"

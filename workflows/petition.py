@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         SA_RISK,
         SA_STAGE,
         SA_UNIT,
+        URGENT_PRIORITY,
         AcceptInput,
         ActionResult,
         Actor,
@@ -124,6 +125,9 @@ DUTY_LOG = "duty_log"
 # New search attributes (PetitionLocality, PetitionLadder) and the ones a later action changes
 # (PetitionRisk on flag_major_risk): more upserts, so cases started before them keep the old path.
 MORE_SEARCH_ATTRIBUTES = "more-search-attributes"
+# Immediate notices (the high-risk SMS and its fallback) are scheduled with URGENT_PRIORITY, so that
+# under a backlog (a deadline surge) they are taken before every default-priority activity.
+URGENT_NOTICE = "urgent-notice-queue"
 
 # Which clock each deadline name starts from, for the stages that arm them.
 _LADDER_LETTER = {
@@ -966,6 +970,9 @@ class PetitionWorkflow:
         )
         # Retried until the tier's deadline (a notice without one, an overdue alert: for a minute).
         timeout = max((due - workflow.now()) if due else _ACTIVITY_TIMEOUT, timedelta(seconds=1))
+        # An immediate notice jumps the queue (cases started before this keep the default).
+        urgent = tier == NotificationTier.immediate and workflow.patched(URGENT_NOTICE)
+        priority = URGENT_PRIORITY if urgent else Priority.default
         try:
             sent = await workflow.execute_activity(
                 "send_notification",
@@ -974,6 +981,7 @@ class PetitionWorkflow:
                 schedule_to_close_timeout=timeout,
                 start_to_close_timeout=min(_ACTIVITY_TIMEOUT, timeout),
                 retry_policy=_NOTIFY_RETRY,
+                priority=priority,
             )
             data: dict[str, Any] = {k: v for k, v in extra.items() if k != "what"}
             self._emit(
@@ -1019,6 +1027,7 @@ class PetitionWorkflow:
                 result_type=NotificationSent,
                 start_to_close_timeout=_ACTIVITY_TIMEOUT,
                 retry_policy=_RETRY,
+                priority=priority,
             )
             self._emit(
                 "notification",

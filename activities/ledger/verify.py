@@ -47,8 +47,8 @@ def verify_document(path_or_bytes: Path | str | bytes, ledger: Ledger) -> Verifi
             genuine=False,
             document_sha256=sha,
             message=(
-                f"not genuine: no document with this content was ever recorded in the log "
-                f"(its fingerprint {sha[:8]}… is unknown; changing even one character changes the fingerprint)"
+                f"不真实：日志中从未记录过内容与此相同的文书（其指纹 {sha[:8]}… 不在日志中；"
+                "哪怕改动一个字，指纹也会不同）"
             ),
         )
     index = indexes[0]
@@ -60,7 +60,7 @@ def verify_document(path_or_bytes: Path | str | bytes, ledger: Ledger) -> Verifi
             document_sha256=sha,
             index=index,
             verification_code=code,
-            message=f"the log itself was altered: {why[0].lower()}{why[1:].rstrip('.')}",
+            message=f"日志本身已被篡改：{why.rstrip('.。')}",
             **fields,
         )
 
@@ -68,9 +68,9 @@ def verify_document(path_or_bytes: Path | str | bytes, ledger: Ledger) -> Verifi
         entry = ledger.entry(index)
         h = leaf_hash(entry)
         if h != ledger.stored_leaf_hash(index):
-            return altered(f"entry {index} no longer matches its recorded hash")
+            return altered(f"第 {index} 条记录与登记的哈希不再一致")
         if document_of_entry(entry) != sha:
-            return altered(f"entry {index} is listed under this document but no longer names it")
+            return altered(f"第 {index} 条记录登记在这份文书名下，却已不再指向它")
         sth = ledger.signed_head()
         root = bytes.fromhex(sth.root_hex)
         proof = ledger.inclusion_proof(index, sth.tree_size)
@@ -81,16 +81,16 @@ def verify_document(path_or_bytes: Path | str | bytes, ledger: Ledger) -> Verifi
             "signed_head": sth,
         }
         if not verify_inclusion(h, index, sth.tree_size, proof, root):
-            return altered(f"the proof for entry {index} does not lead to the signed root", **fields)
+            return altered(f"第 {index} 条记录的证明推导不出已签名的根哈希", **fields)
         if not ledger.verify_signed_head(sth):
-            return altered("the signed head does not carry a valid signature of the log's key", **fields)
+            return altered("签名树头上没有日志密钥的有效签名", **fields)
         problems = ledger.audit_path(index, sth.tree_size)
         if problems:
             return altered(problems[0], **fields)
     except LedgerTamperedError as exc:
         return altered(str(exc))
     also = (
-        f"; the same content was also recorded as entries {', '.join(map(str, indexes[1:]))}"
+        f"；相同内容还登记为第 {'、'.join(map(str, indexes[1:]))} 条记录"
         if len(indexes) > 1
         else ""
     )
@@ -100,9 +100,8 @@ def verify_document(path_or_bytes: Path | str | bytes, ledger: Ledger) -> Verifi
         index=index,
         verification_code=code,
         message=(
-            f"genuine: document {sha[:8]}… is entry {index} of the log (code {code}; tree size {sth.tree_size}, "
-            f"root {sth.root_hex[:8]}…), proof of {len(proof)} hashes checked against the signed head "
-            f"signed at {sth.timestamp}{also}"
+            f"真实：文书 {sha[:8]}… 是日志第 {index} 条记录（验证码 {code}；日志大小 {sth.tree_size}，"
+            f"根哈希 {sth.root_hex[:8]}…），由 {len(proof)} 个哈希组成的证明已对照 {sth.timestamp} 签署的树头核验{also}"
         ),
         **fields,
     )
