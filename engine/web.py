@@ -817,6 +817,37 @@ class _TaskServer(uvicorn.Server):
         return nullcontext()
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for tests and the screenshot script)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def serving(settings: Settings, client: Client | None = None) -> AsyncIterator[str]:
+    """The web app served in the background while the block runs; yields its base URL once it
+    accepts connections, and stops it after."""
+    server = asyncio.create_task(serve(settings, client))
+    try:
+        for _ in range(100):
+            try:
+                _, writer = await asyncio.open_connection(settings.web_host, settings.web_port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        yield web_url(settings)
+    finally:
+        server.cancel()
+        try:
+            await server
+        except asyncio.CancelledError:
+            pass
+
+
 async def serve(settings: Settings, client: Client | None = None) -> None:
     """Serve the web app at `web_url(settings)` until cancelled (then close gracefully)."""
     config = uvicorn.Config(
@@ -855,6 +886,8 @@ __all__ = [
     "requires",
     "safe_next",
     "serve",
+    "serving",
+    "free_port",
     "ui_page_csp",
     "ui_origins",
     "web_url",

@@ -5,9 +5,7 @@ its query code. The web app runs for real (uvicorn), as `make run` serves it."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 
 from activities.petition import PetitionActivities
 from engine.config import Settings
-from engine.web import serve, web_url
+from engine.web import free_port, serving
 from rules.vocabulary import Channel, DocumentKind, OfficeLevel
 from workflows.models import DocumentRequest, Intake, Petitioner, RegisterCaseInput
 
@@ -26,11 +24,6 @@ pytestmark = pytest.mark.skipif(
 )
 CASE = "XF-20261201-5D6E7F80"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _issue(settings: Settings) -> Any:
@@ -54,18 +47,9 @@ async def _issue(settings: Settings) -> Any:
 async def test_a_petitioner_checks_a_document_and_the_case_progress(tmp_path: Path) -> None:
     from playwright.async_api import async_playwright
 
-    settings = Settings(data_dir=tmp_path / "data", web_port=_free_port())
+    settings = Settings(data_dir=tmp_path / "data", web_port=free_port())
     doc = await _issue(settings)
-    server = asyncio.create_task(serve(settings))
-    base = web_url(settings)
-    try:
-        for _ in range(100):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", settings.web_port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
+    async with serving(settings) as base:
         original = Path(doc.path).read_text(encoding="utf-8")
         crlf = tmp_path / "windows-copy.txt"
         crlf.write_bytes(original.replace("\n", "\r\n").encode("utf-8"))
@@ -108,9 +92,3 @@ async def test_a_petitioner_checks_a_document_and_the_case_progress(tmp_path: Pa
             assert "信访事项受理告知书" in docs and doc.verification_code in docs
             await page.screenshot(path=str(tmp_path / "progress.png"), full_page=True)
             await browser.close()
-    finally:
-        server.cancel()
-        try:
-            await server
-        except asyncio.CancelledError:
-            pass

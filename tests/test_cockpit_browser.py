@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from engine.desk import parse_intake, register
 from engine.scenario import SCENARIO_DESK
 from engine.staff import add_user
-from engine.web import serve, web_url
+from engine.web import free_port, serving
 from rules.vocabulary import StaffRole
 from tests.conftest import Harness
 from tests.scenario_helpers import petition
@@ -31,17 +30,12 @@ PASSWORD = "督查室-口令-2026"
 SHOTS = os.environ.get("PETITION_SHOTS")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def test_the_supervision_office_goes_from_the_heat_map_to_a_case_and_acts(harness: Harness, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright
 
     env = harness.env
-    settings = harness.settings.model_copy(update={"web_port": _free_port()})
+    settings = harness.settings.model_copy(update={"web_port": free_port()})
     reg = await register(
         env.client, settings, parse_intake(petition(risk="low", title="装修公司拖欠油漆工工资")),
         task_queue=harness.task_queue, actor=SCENARIO_DESK,
@@ -54,16 +48,7 @@ async def test_the_supervision_office_goes_from_the_heat_map_to_a_case_and_acts(
         await asyncio.sleep(0.05)
     add_user(settings, "duban", StaffRole.supervision, password=PASSWORD, write_token=False)
 
-    server = asyncio.create_task(serve(settings, env.client))
-    base = web_url(settings)
-    try:
-        for _ in range(100):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", settings.web_port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
+    async with serving(settings, env.client) as base:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             context = await browser.new_context(accept_downloads=True)
@@ -122,9 +107,3 @@ async def test_the_supervision_office_goes_from_the_heat_map_to_a_case_and_acts(
             assert "被拒绝" in await refusal.inner_text()
             assert "三函" in await refusal.inner_text() or "重大风险" in await refusal.inner_text()
             await browser.close()
-    finally:
-        server.cancel()
-        try:
-            await server
-        except (asyncio.CancelledError, Exception):
-            pass

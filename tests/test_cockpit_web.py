@@ -4,8 +4,6 @@ from them, as the workflows would have kept them)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import html
 import re
 import shutil
@@ -438,23 +436,13 @@ async def test_the_charts_draw_under_the_csp_in_chromium(tmp_path: Path) -> None
     the tooltips are drawn on the canvas), and the browser reports no violation and no error."""
     from playwright.async_api import async_playwright
 
-    from engine.web import serve, web_url
-    from tests.test_browser import _free_port
+    from engine.web import free_port, serving
 
-    settings = Settings(data_dir=tmp_path / "data", web_port=_free_port())
+    settings = Settings(data_dir=tmp_path / "data", web_port=free_port())
     add_user(settings, "sup", StaffRole.supervision, password=PASSWORD, write_token=False)
     seed(settings)
-    server = asyncio.create_task(serve(settings))
-    base = web_url(settings)
     problems: list[str] = []
-    try:
-        for _ in range(100):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", settings.web_port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
+    async with serving(settings) as base:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             context = await browser.new_context(viewport={"width": 1280, "height": 900})
@@ -488,8 +476,4 @@ async def test_the_charts_draw_under_the_csp_in_chromium(tmp_path: Path) -> None
             await page.wait_for_url("**locality=*")
             assert "2026年11月 · 东湖镇" in await page.text_content("#cockpit-scope") or ""
             await browser.close()
-    finally:
-        server.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await server
     assert problems == []
