@@ -7,19 +7,21 @@ sys.path.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shutil
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from engine.config import PROJECT_DIR, Settings
 from rules.ruleset import RuleSet, load_rules, parse_rules
@@ -28,6 +30,34 @@ from workflows.models import Intake, Petitioner
 
 BENCH_RULES = PROJECT_DIR / "rules" / "bench.toml"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line and the exit, alike in every benchmark.
+# ------------------------------------------------------------------------------------------------
+
+
+def bench_parser(doc: str | None, *, keep: str | None = None, profile: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark's command line, its module docstring as the help (laid out as written).
+
+    `keep` names the folder `--keep` keeps (the data folder, the drill's folder...); `profile`, when
+    given, adds `--profile FILE` and says when the profile runs (an empty string: the whole run).
+    """
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if profile is not None:
+        parser.add_argument("--profile", type=Path, help=f"write a pyinstrument text profile of this process{profile} here")
+    if keep is not None:
+        parser.add_argument("--keep", type=Path, help=f"keep {keep} here (default: a temporary one, removed)")
+    return parser
+
+
+def exit_with(main: Callable[[], int]) -> NoReturn:
+    """Run a benchmark's `main` and leave with its exit code at once, the output flushed first:
+    `os._exit` does not wait for the threads the worker and the SDK may leave behind."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def bench_rules() -> RuleSet:
@@ -290,6 +320,27 @@ async def bounded(n: int, concurrency: int, job: Callable[[int], Awaitable[Any]]
             return await job(i)
 
     return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+def step_spans(events: list[Any], workflow_task: str) -> Iterator[tuple[str, float, float, Any]]:
+    """Each completed workflow task and activity of a history, in order: (its name, seconds it waited
+    to be picked up (scheduled -> started), seconds it ran (started -> completed), its completion
+    event). Workflow tasks are all named `workflow_task`, activities by their type."""
+    from temporalio.api.enums.v1 import EventType
+
+    when = {e.event_id: e.event_time.ToDatetime() for e in events}
+    names: dict[int, str] = {}
+    for e in events:
+        t = EventType.Name(e.event_type)
+        if t == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED":
+            names[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
+        elif t == "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED":
+            names[e.event_id] = workflow_task
+        elif t in ("EVENT_TYPE_ACTIVITY_TASK_COMPLETED", "EVENT_TYPE_WORKFLOW_TASK_COMPLETED"):
+            a = e.activity_task_completed_event_attributes if "ACTIVITY" in t else e.workflow_task_completed_event_attributes
+            queued = (when[a.started_event_id] - when[a.scheduled_event_id]).total_seconds()
+            ran = (when[e.event_id] - when[a.started_event_id]).total_seconds()
+            yield names.get(a.scheduled_event_id, "?"), queued, ran, e
 
 
 def utcnow() -> datetime:

@@ -69,7 +69,7 @@ import tempfile
 import time
 import tomllib
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -78,7 +78,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import BENCH_RULES, free_port, intake, median, percentile, quiet_logging, rules_with  # noqa: E402
+from bench._common import (  # noqa: E402
+    BENCH_RULES,
+    bench_parser,
+    exit_with,
+    free_port,
+    intake,
+    median,
+    percentile,
+    quiet_logging,
+    rules_with,
+)
 from rules.vocabulary import Category, Channel, OfficeLevel, Risk  # noqa: E402
 from workflows.models import Intake, Petitioner  # noqa: E402
 
@@ -200,26 +210,19 @@ class Stack:
 
     async def wait_server(self, client: Any = None, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
-        while True:
+
+        async def listening() -> bool:
             if self.server is not None and self.server.poll() is not None:
                 raise RuntimeError(f"the dev server exited ({self.server.returncode}); see {self.root / 'server.log'}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the dev server did not listen on {self.port} within {timeout:g} s")
-            await asyncio.sleep(0.2)
-        while client is not None:
-            try:
-                if await client.service_client.check_health(timeout=timedelta(seconds=3)):
-                    return
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the dev server did not answer within {timeout:g} s")
-            await asyncio.sleep(0.3)
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+
+        async def healthy() -> bool:
+            return bool(await client.service_client.check_health(timeout=timedelta(seconds=3)))
+
+        await _until(listening, OSError, deadline, 0.2, f"the dev server did not listen on {self.port} within {timeout:g} s")
+        if client is not None:
+            await _until(healthy, Exception, deadline, 0.3, f"the dev server did not answer within {timeout:g} s")
 
     async def stop_server(self, sig: signal.Signals) -> None:
         assert self.server is not None
@@ -305,6 +308,22 @@ class Stack:
         await self.stop_worker()
         if self.server is not None and self.server.poll() is None:
             await self.stop_server(signal.SIGTERM)
+
+
+async def _until(
+    ready: Callable[[], Awaitable[bool]], failing: type[Exception], deadline: float, every: float, timed_out: str
+) -> None:
+    """Ask `ready` every `every` seconds until it says yes (`failing` raised counts as no); past the
+    `deadline` (time.monotonic()), TimeoutError(timed_out)."""
+    while True:
+        try:
+            if await ready():
+                return
+        except failing:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(timed_out)
+        await asyncio.sleep(every)
 
 
 async def _reaped(proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -1260,7 +1279,7 @@ def report(args: argparse.Namespace, stack: Stack, driver: Driver, acc: Accounts
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, keep="the drill's folder")
     parser.add_argument("--cases", type=int, default=1000, help="cases to register")
     parser.add_argument("--kills", type=int, default=100, help="times the worker is killed (SIGKILL)")
     parser.add_argument("--restarts", type=int, default=3, help="times the dev server is stopped and started again")
@@ -1273,7 +1292,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-timeout", type=float, default=600.0, help="seconds to wait for every workflow to settle")
     parser.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines")
     parser.add_argument("--no-pdfs", action="store_true", help="the worker renders no PDFs (they cost ~1 s of CPU each)")
-    parser.add_argument("--keep", type=Path, help="keep the drill's folder here (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     if args.cases < 1 or args.kills < 0 or args.restarts < 0:
         parser.error("--cases must be at least 1, --kills and --restarts at least 0")
@@ -1284,7 +1302,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_with(main)

@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import sys
 import time
 from collections import Counter
@@ -57,12 +56,15 @@ from bench._common import (  # noqa: E402
     BENCH_RULES,
     CpuMeter,
     Profiling,
+    bench_parser,
     bounded,
+    exit_with,
     intake,
     median,
     percentile,
     rules_with,
     start_bench,
+    step_spans,
     utcnow,
 )
 from rules.vocabulary import Risk  # noqa: E402
@@ -159,29 +161,17 @@ def chain_until_sms(events: list[Any]) -> tuple[dict[str, float], int | None]:
     waiting to be picked up (scheduled -> started) and running (started -> completed), for workflow
     tasks and per activity; "other" is the rest (the server between tasks). Also the priority key the
     workflow was started with (None: the default)."""
-    from temporalio.api.enums.v1 import EventType
-
-    when = {e.event_id: e.event_time.ToDatetime() for e in events}
-    names: dict[int, str] = {}
     out: dict[str, float] = {}
     first = events[0]
     key = first.workflow_execution_started_event_attributes.priority.priority_key or None
-    for e in events:
-        t = EventType.Name(e.event_type)
-        if t == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED":
-            names[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
-        elif t == "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED":
-            names[e.event_id] = "workflow tasks"
-        elif t in ("EVENT_TYPE_ACTIVITY_TASK_COMPLETED", "EVENT_TYPE_WORKFLOW_TASK_COMPLETED"):
-            a = e.activity_task_completed_event_attributes if "ACTIVITY" in t else e.workflow_task_completed_event_attributes
-            name = names.get(a.scheduled_event_id, "?")
-            out[f"{name} queue"] = out.get(f"{name} queue", 0.0) + (when[a.started_event_id] - when[a.scheduled_event_id]).total_seconds()
-            out[f"{name} run"] = out.get(f"{name} run", 0.0) + (when[e.event_id] - when[a.started_event_id]).total_seconds()
-            if name == "send_notification":
-                total = (when[e.event_id] - when[first.event_id]).total_seconds()
-                out["other"] = total - sum(out.values())
-                out["total"] = total
-                break
+    for name, queued, ran, e in step_spans(events, "workflow tasks"):
+        out[f"{name} queue"] = out.get(f"{name} queue", 0.0) + queued
+        out[f"{name} run"] = out.get(f"{name} run", 0.0) + ran
+        if name == "send_notification":
+            total = (e.event_time.ToDatetime() - first.event_time.ToDatetime()).total_seconds()
+            out["other"] = total - sum(out.values())
+            out["total"] = total
+            break
     return out, key
 
 
@@ -408,7 +398,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, keep="the data folder", profile=" (during the surge)")
     parser.add_argument("--cases", type=int, default=5000, help="open cases whose deadline runs out together")
     parser.add_argument("--concurrency", type=int, default=50, help="registrations in flight at once")
     parser.add_argument("--calibrate", type=int, default=100, help="cases registered first to measure the rate (not in the surge)")
@@ -416,16 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=30.0, help="seconds between the planned end of registration and T")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the surge to drain")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between checks of the database and the log")
-    parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile of this process (during the surge) here")
     parser.add_argument("--urgent", type=int, default=0, help="high-risk petitions registered while the deadlines expire")
     parser.add_argument("--urgent-span", type=float, default=60.0, help="seconds after T over which the urgent petitions are spread")
-    parser.add_argument("--keep", type=Path, help="keep the data folder here (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     return asyncio.run(run(args))
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_with(main)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from datetime import datetime
@@ -24,7 +23,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import CpuMeter, Profiling, bench_rules, intake, median, percentile, start_bench, utcnow  # noqa: E402
+from bench._common import (  # noqa: E402
+    CpuMeter,
+    Profiling,
+    bench_parser,
+    bench_rules,
+    exit_with,
+    intake,
+    median,
+    percentile,
+    start_bench,
+    utcnow,
+)
 from rules.vocabulary import Risk  # noqa: E402
 
 
@@ -161,13 +171,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, keep="the data folder", profile="")
     parser.add_argument("--rate", type=float, default=5.0, help="registrations per second")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
     parser.add_argument("--high-share", type=float, default=0.5, help="share of high-risk petitions (rest medium)")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="seconds to wait for the last SMS")
-    parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile of this process here")
-    parser.add_argument("--keep", type=Path, help="keep the data folder here (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     if not 0 < args.high_share <= 1:
         parser.error("--high-share must be in (0, 1]")
@@ -175,7 +183,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_with(main)

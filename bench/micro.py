@@ -15,8 +15,6 @@ The last line is machine-readable: micro deadlines/s=X scenario_median_s=Y
 
 from __future__ import annotations
 
-import argparse
-import os
 import random
 import subprocess
 import sys
@@ -27,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import median  # noqa: E402
+from bench._common import bench_parser, exit_with, median  # noqa: E402
 from rules.deadlines import HolidayCalendar, compute_deadline  # noqa: E402
 from rules.vocabulary import DeadlineUnit  # noqa: E402
 
@@ -100,7 +98,7 @@ def bench_scenarios(runs: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per deadline measurement")
     parser.add_argument("--repeats", type=int, default=5, help="deadline measurements per unit")
     parser.add_argument("--scenario-runs", type=int, default=3, help="subprocess runs per scenario")
@@ -113,7 +111,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_with(main)

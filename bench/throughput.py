@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 import uuid
@@ -32,7 +31,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from bench._common import CpuMeter, Profiling, bench_rules, bounded, intake, median, percentile, start_bench  # noqa: E402
+from bench._common import (  # noqa: E402
+    CpuMeter,
+    Profiling,
+    bench_parser,
+    bench_rules,
+    bounded,
+    exit_with,
+    intake,
+    median,
+    percentile,
+    start_bench,
+    step_spans,
+)
 from bench.bare import BARE_WORKFLOW, BareWorkflow, bare_step  # noqa: E402
 from rules.vocabulary import Risk  # noqa: E402
 
@@ -58,23 +69,12 @@ def history_shape(events: list[Any]) -> dict[str, int]:
 def step_times(events: list[Any]) -> dict[str, list[float]]:
     """Seconds each step of a life spent waiting to be picked up (queue: scheduled -> started) and
     running (started -> completed), for workflow tasks and for each activity type."""
-    when = {e.event_id: e.event_time.ToDatetime() for e in events}
-    names: dict[int, str] = {}
     out: dict[str, list[float]] = {}
-    for e in events:
-        t = EventType.Name(e.event_type)
-        if t == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED":
-            names[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
-        elif t == "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED":
-            names[e.event_id] = "workflow task"
-        elif t in ("EVENT_TYPE_ACTIVITY_TASK_COMPLETED", "EVENT_TYPE_WORKFLOW_TASK_COMPLETED"):
-            a = e.activity_task_completed_event_attributes if "ACTIVITY" in t else e.workflow_task_completed_event_attributes
-            name = names.get(a.scheduled_event_id, "?")
-            queued = (when[a.started_event_id] - when[a.scheduled_event_id]).total_seconds()
-            ran = (when[e.event_id] - when[a.started_event_id]).total_seconds()
-            out.setdefault(f"{name} queue", []).append(queued)
-            out.setdefault(f"{name} run", []).append(ran)
-    out["life (first to last event)"] = [(when[events[-1].event_id] - when[events[0].event_id]).total_seconds()]
+    for name, queued, ran, _ in step_spans(events, "workflow task"):
+        out.setdefault(f"{name} queue", []).append(queued)
+        out.setdefault(f"{name} run", []).append(ran)
+    life = events[-1].event_time.ToDatetime() - events[0].event_time.ToDatetime()
+    out["life (first to last event)"] = [life.total_seconds()]
     return out
 
 
@@ -295,15 +295,13 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, keep="the data folder", profile="")
     parser.add_argument("--count", type=int, default=200, help="petitions (and as many bare workflows)")
     parser.add_argument("--concurrency", type=int, default=20, help="lives in flight at once")
     parser.add_argument("--rounds", type=int, default=4, help="alternating petition/bare rounds")
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured lives of each kind first")
     parser.add_argument("--no-search-attributes", action="store_true", help="petitions upsert no search attributes")
     parser.add_argument("--ballast", action="store_true", help="give the bare input the size of a petition's rules+calendar")
-    parser.add_argument("--profile", type=Path, help="write a pyinstrument text profile of this process here")
-    parser.add_argument("--keep", type=Path, help="keep the data folder here (default: a temporary one, removed)")
     parser.add_argument(
         "--server-arg", action="append", help="experiment: an extra `temporal server start-dev` argument (repeatable), "
         "e.g. --server-arg=--sqlite-pragma --server-arg=journal_mode=wal",
@@ -317,7 +315,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_with(main)

@@ -17,6 +17,7 @@ How each figure is counted (docs/cockpit.md says the same for a reader of the co
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from activities.db import (
     IntakeTally,
     ScoreEventRow,
     as_utc,
+    rebuild_tallies,
 )
 from rules.deadlines import SHANGHAI
 from rules.vocabulary import Category, Channel, DocumentKind, Risk, Stage
@@ -579,3 +581,20 @@ def filter_options(engine: Engine) -> dict[str, list[str]]:
             "units": [r[0] for r in conn.execute(sa.select(c.unit).where(c.unit.is_not(None)).distinct().order_by(c.unit)).all()],
             "leaders": [r[0] for r in conn.execute(sa.select(c.leader).where(c.leader.is_not(None)).distinct().order_by(c.leader)).all()],
         }
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows put in directly
+# ---------------------------------------------------------------------------------------------
+
+
+def store_rows(engine: Engine, rows: Iterable[Any]) -> None:
+    """Put read-model rows (cases, intakes, documents, score events, arbitrations) straight into
+    their tables and rebuild the tallies from them, as the workflows would have kept them: demo
+    data (docs/screenshots) and the tests' fixtures."""
+    from sqlmodel import Session
+
+    with Session(engine) as s:
+        s.add_all(rows)
+        s.commit()
+    rebuild_tallies(engine)

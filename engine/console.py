@@ -285,21 +285,16 @@ def print_assessment(report: Mapping[str, Any]) -> None:
     console().print(t)
 
 
+_ARBITRATION_CN = {
+    "tracks": "进入绿色通道的案件", "open": "进行中", "resolved_in_arbitration": "仲裁化解", "went_to_court": "进入诉讼",
+    "stopped_by_case": "因案件办结而终止", "return_to_court_rate": "回流率（进入诉讼 / 已了结）",
+}  # fmt: skip
+
+
 def print_arbitration(stats: Mapping[str, Any]) -> None:
     """`arbitration`: the green channel's tracks and its return-to-court rate."""
-    console().print(
-        _fields(
-            "仲裁绿色通道",
-            [
-                ("进入绿色通道的案件", stats.get("tracks")),
-                ("进行中", stats.get("open")),
-                ("仲裁化解", stats.get("resolved_in_arbitration")),
-                ("进入诉讼", stats.get("went_to_court")),
-                ("因案件办结而终止", stats.get("stopped_by_case")),
-                ("回流率（进入诉讼 / 已了结）", _percent(stats.get("return_to_court_rate"))),
-            ],
-        )
-    )
+    shown = {key: stats.get(key) for key in _ARBITRATION_CN} | {"return_to_court_rate": _percent(stats.get("return_to_court_rate"))}
+    print_fields("仲裁绿色通道", shown, _ARBITRATION_CN)
 
 
 def print_users(rows: Sequence[Mapping[str, Any]]) -> None:
@@ -318,19 +313,12 @@ def print_users(rows: Sequence[Mapping[str, Any]]) -> None:
     console().print(t)
 
 
+_CALENDAR_CN = {"file": "日历文件", "official_years": "已公布安排的年份", "provisional_years": "暂定年份（仅按周末计算）", "note": "说明"}
+
+
 def print_calendar_status(status: Mapping[str, Any]) -> None:
     """`calendar status`: which years the holiday calendar holds, which are provisional."""
-    console().print(
-        _fields(
-            "节假日日历",
-            [
-                ("日历文件", status.get("file")),
-                ("已公布安排的年份", status.get("official_years")),
-                ("暂定年份（仅按周末计算）", status.get("provisional_years")),
-                ("说明", status.get("note")),
-            ],
-        )
-    )
+    print_fields("节假日日历", {key: status.get(key) for key in _CALENDAR_CN}, _CALENDAR_CN)
 
 
 def print_calendar_push(result: Mapping[str, Any]) -> None:

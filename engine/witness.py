@@ -251,14 +251,7 @@ class WitnessState(BaseModel):
     accepted_at: str
 
     def head(self) -> SignedTreeHead:
-        return SignedTreeHead(
-            tree_size=self.tree_size,
-            root_hex=self.root_hex,
-            timestamp=self.timestamp,
-            signature_b64=self.signature_b64,
-            public_key_b64=self.public_key_b64,
-            key_id=self.key_id,
-        )
+        return SignedTreeHead.model_validate(self, from_attributes=True)
 
     @property
     def public_key(self) -> bytes:
@@ -467,12 +460,7 @@ class Witness:
         previous = self.state
         state = WitnessState(
             source=self.source.source_id,
-            tree_size=sth.tree_size,
-            root_hex=sth.root_hex,
-            timestamp=sth.timestamp,
-            signature_b64=sth.signature_b64,
-            key_id=sth.key_id,
-            public_key_b64=sth.public_key_b64,
+            **sth.model_dump(),
             pinned_at=previous.pinned_at if previous is not None and not (pinned or new_key) else now,
             accepted_at=now,
         )

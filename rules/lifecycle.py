@@ -115,6 +115,24 @@ def _at(stage: Stage) -> str:
     return f"（当前阶段：{STAGE_CN.get(stage, stage.value)}）"
 
 
+def _first_handling(stage: Stage, not_yet: str, too_late: str) -> str | None:
+    """A first-handling step (the mediation result, the handling opinion): only once the case is
+    accepted (else `not_yet`) and before its opinion is issued (else `too_late`)."""
+    if stage in AWAITING_ACCEPTANCE:
+        return not_yet
+    if stage not in IN_HANDLING:
+        return too_late
+    return None
+
+
+def _window_lapsed(facts: CaseFacts, now: datetime, rules: RuleSet, window: DeadlineName, request: str) -> str | None:
+    """A petitioner's request (申请复查, 申请复核) once its window has run out (or never ran)."""
+    due = facts.due.get(window)
+    if due is None or now >= due:
+        return f"{request}的{_period(rules, window)}期限已过，不能再{request}。"
+    return None
+
+
 def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: object = None) -> str | None:
     """Why the rules refuse `action` at `now` (a Chinese sentence), or None when it is allowed."""
     if facts.closed:
@@ -134,11 +152,7 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
         return None
 
     if action == "mediation_result":
-        if stage in AWAITING_ACCEPTANCE:
-            return "案件受理后才能记录调解结果。"
-        if stage not in IN_HANDLING:
-            return f"调解属于首次办理环节，本案已过该环节{_at(stage)}。"
-        return None
+        return _first_handling(stage, "案件受理后才能记录调解结果。", f"调解属于首次办理环节，本案已过该环节{_at(stage)}。")
 
     if action == "extend":
         if stage not in IN_HANDLING:
@@ -155,19 +169,12 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
         return None
 
     if action == "issue_opinion":
-        if stage in AWAITING_ACCEPTANCE:
-            return "案件受理后才能出具办理意见。"
-        if stage not in IN_HANDLING:
-            return f"办理意见已经出具{_at(stage)}。"
-        return None
+        return _first_handling(stage, "案件受理后才能出具办理意见。", f"办理意见已经出具{_at(stage)}。")
 
     if action == "request_review":
         if stage != Stage.opinion_issued:
             return f"只有在出具办理意见之后、复查之前，才能申请复查{_at(stage)}。"
-        due = facts.due.get(DeadlineName.review_request)
-        if due is None or now >= due:
-            return f"申请复查的{_period(rules, DeadlineName.review_request)}期限已过，不能再申请复查。"
-        return None
+        return _window_lapsed(facts, now, rules, DeadlineName.review_request, "申请复查")
 
     if action == "review_decision":
         if stage != Stage.review or facts.review_decided:
@@ -177,10 +184,7 @@ def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: 
     if action == "request_re_review":
         if stage != Stage.review or not facts.review_decided:
             return f"作出复查决定后才能申请复核{_at(stage)}。"
-        due = facts.due.get(DeadlineName.re_review_request)
-        if due is None or now >= due:
-            return f"申请复核的{_period(rules, DeadlineName.re_review_request)}期限已过，不能再申请复核。"
-        return None
+        return _window_lapsed(facts, now, rules, DeadlineName.re_review_request, "申请复核")
 
     if action == "re_review_decision":
         if stage != Stage.re_review:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Container, Iterable
 from datetime import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,14 @@ from rules.vocabulary import (
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def require_every(members: Iterable[StrEnum], given: Container[Any], needs: str) -> None:
+    """A rule file's table must name every member of a vocabulary: ValueError("every {needs};
+    missing: ...") naming the members it lacks."""
+    missing = [m.value for m in members if m not in given]
+    if missing:
+        raise ValueError(f"every {needs}; missing: {', '.join(missing)}")
 
 
 class DeadlineRule(_Strict):
@@ -77,9 +87,7 @@ class NotificationRules(_Strict):
 
     @model_validator(mode="after")
     def _every_risk(self) -> NotificationRules:
-        missing = [r.value for r in Risk if r not in self.tiers]
-        if missing:
-            raise ValueError(f"every risk tier needs a rule; missing: {', '.join(missing)}")
+        require_every(Risk, self.tiers, "risk tier needs a rule")
         return self
 
     def batch_clock(self) -> time:
@@ -135,9 +143,7 @@ class RuleSet(_Strict):
 
     @model_validator(mode="after")
     def _every_deadline(self) -> RuleSet:
-        missing = [d.value for d in DeadlineName if d not in self.deadlines]
-        if missing:
-            raise ValueError(f"every deadline needs a rule; missing: {', '.join(missing)}")
+        require_every(DeadlineName, self.deadlines, "deadline needs a rule")
         wrong = [
             f"{name.value} starts at '{DEADLINE_STARTS[name].value}', not '{rule.starts.value}'"
             for name, rule in self.deadlines.items()

@@ -20,13 +20,15 @@ Pure: no I/O after loading, no clock, no randomness. The files are read once per
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rules.ruleset import RuleFileError, load_rules
+from rules.ruleset import RuleFileError, load_rules, require_every
 from rules.triage_model import (
     DEFAULT_CUES,
     DEFAULT_MODEL,
@@ -47,6 +49,8 @@ from rules.triage_model import (
 from rules.vocabulary import Category, Risk
 
 __all__ = ["MAX_ANALYSED", "Triage", "TriageInput", "TriageResult", "load_triage", "parse_number"]
+
+_V = TypeVar("_V", Category, Risk)
 
 RULES_DIR = Path(__file__).resolve().parent
 DEFAULT_ROUTING = RULES_DIR / "routing.toml"
@@ -144,9 +148,7 @@ class RoutingFile(_Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> RoutingFile:
-        missing = [c.value for c in Category if c not in self.categories]
-        if missing:
-            raise ValueError(f"every category needs a unit; missing: {', '.join(missing)}")
+        require_every(Category, self.categories, "category needs a unit")
         return self
 
 
@@ -162,6 +164,20 @@ def _probs(scored: Scored, names: dict[str, str], k: int = 2) -> str:
 
 def _evidence(scored: Scored) -> str:
     return "".join(show_term(t) for t, _ in scored.evidence[:4]) or "（无突出词语）"
+
+
+def _operator_first(
+    given: _V | None, suggested: _V, reasons: list[str], given_why: Callable[[_V], str], why: str, model_says: str
+) -> tuple[_V, str]:
+    """The operator's value when given, else the model's, and its source ("operator" | "classifier").
+    The reasons say whose it is, and what the model would say (`model_says` + `why`) when it differs."""
+    if given is None:
+        reasons.append(why)
+        return suggested, "classifier"
+    reasons.append(given_why(given))
+    if suggested != given:
+        reasons.append(model_says + why)
+    return given, "operator"
 
 
 class Triage:
@@ -257,14 +273,9 @@ class Triage:
         why_cat = (
             f"分类建议 {names[cat.top]}（{_probs(cat, names)}）：依据 {_evidence(cat)}"
         )
-        if item.category is not None:
-            category, category_source = item.category, "operator"
-            reasons.append(f"分类 {names[category.value]}：受理人员指定")
-            if suggested_category != category:
-                reasons.append(f"模型{why_cat}")
-        else:
-            category, category_source = suggested_category, "classifier"
-            reasons.append(why_cat)
+        category, category_source = _operator_first(
+            item.category, suggested_category, reasons, lambda c: f"分类 {names[c.value]}：受理人员指定", why_cat, "模型"
+        )
 
         # Numbers.
         if item.worker_count is not None:
@@ -278,14 +289,9 @@ class Triage:
 
         # Risk.
         suggested_risk, why_risk = self._risk(idx, val, cue_vec, hits)
-        if item.risk is not None:
-            risk, risk_source = item.risk, "operator"
-            reasons.append(f"风险 {RISK_CN[risk]}：受理人员指定")
-            if suggested_risk != risk:
-                reasons.append(f"模型建议{why_risk}")
-        else:
-            risk, risk_source = suggested_risk, "classifier"
-            reasons.append(why_risk)
+        risk, risk_source = _operator_first(
+            item.risk, suggested_risk, reasons, lambda r: f"风险 {RISK_CN[r]}：受理人员指定", why_risk, "模型建议"
+        )
         if silenced:
             reasons.append("未计线索：" + "；".join(s.show() for s in silenced))
 

@@ -17,20 +17,11 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
-from activities.db import (
-    ArbitrationRow,
-    CaseRow,
-    DocumentRow,
-    IntakeRow,
-    ScoreEventRow,
-    get_engine,
-    rebuild_tallies,
-)
+from activities.db import ArbitrationRow, CaseRow, DocumentRow, IntakeRow, ScoreEventRow, get_engine
 from activities.documents import find_pdf_font
 from engine.brief import brief_filename, brief_title, headline_rows, render_brief
-from engine.cockpit import overview, parse_period
+from engine.cockpit import overview, parse_period, store_rows
 from engine.config import Settings
 from rules.deadlines import SHANGHAI
 from starter import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, main
@@ -98,21 +89,21 @@ def load_read_model(engine: Engine) -> None:
         ("XF-B", "risk_warning_letter", _at(11, 8)), ("XF-B", "supervision_letter", _at(11, 23)),
         ("XF-B", "accountability_letter", _at(11, 28)), ("XF-F", "acceptance_notice", _at(10, 10)),
     ]
-    with Session(engine) as s:
-        s.add_all(cases)
-        s.add_all(intakes)
-        for n, (case_id, kind, at) in enumerate(docs, start=1):
-            s.add(DocumentRow(idempotency_key=f"{case_id}:{kind}", case_id=case_id, kind=kind, sha256=f"{n:064x}",
-                              path=f"documents/{case_id}/{kind}-1.txt", ledger_index=n, verification_code=f"L{n}-{n:08x}",
-                              issued_at=at))
-        for n, official in enumerate(("科长 甲某", "副局长 乙某"), start=1):
-            s.add(ScoreEventRow(idempotency_key=f"XF-B:official:{n}", case_id="XF-B", unit="东湖区住建局",
-                                rule="accountability_official", points=0, official=official, occurred_at=_at(11, 28),
-                                rules_version="test"))
-        s.add(ArbitrationRow(case_id="XF-E", unit="青山区劳动人事争议仲裁院", status="closed", outcome="court",
-                             started_at=_at(11, 21), updated_at=_at(11, 28)))
-        s.commit()
-    rebuild_tallies(engine)
+    documents = [
+        DocumentRow(idempotency_key=f"{case_id}:{kind}", case_id=case_id, kind=kind, sha256=f"{n:064x}",
+                    path=f"documents/{case_id}/{kind}-1.txt", ledger_index=n, verification_code=f"L{n}-{n:08x}",
+                    issued_at=at)
+        for n, (case_id, kind, at) in enumerate(docs, start=1)
+    ]
+    scores = [
+        ScoreEventRow(idempotency_key=f"XF-B:official:{n}", case_id="XF-B", unit="东湖区住建局",
+                      rule="accountability_official", points=0, official=official, occurred_at=_at(11, 28),
+                      rules_version="test")
+        for n, official in enumerate(("科长 甲某", "副局长 乙某"), start=1)
+    ]
+    arbitration = ArbitrationRow(case_id="XF-E", unit="青山区劳动人事争议仲裁院", status="closed", outcome="court",
+                                 started_at=_at(11, 21), updated_at=_at(11, 28))
+    store_rows(engine, [*cases, *intakes, *documents, *scores, arbitration])
 
 
 def _engine(data: Path) -> Engine:

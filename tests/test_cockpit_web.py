@@ -17,17 +17,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session
 
-from activities.db import (
-    ArbitrationRow,
-    CaseRow,
-    DocumentRow,
-    IntakeRow,
-    ScoreEventRow,
-    get_engine,
-    rebuild_tallies,
-)
+from activities.db import ArbitrationRow, CaseRow, DocumentRow, IntakeRow, ScoreEventRow, get_engine
+from engine.cockpit import store_rows
 from engine.config import Settings
 from engine.staff import add_user
 from engine.web import create_app
@@ -92,31 +84,22 @@ def seed(settings: Settings) -> dict[str, Any]:
         ("B:acc", cases[1].case_id, "acceptance_notice", sh(2026, 11, 11)),
         ("D:acc", cases[3].case_id, "acceptance_notice", sh(2026, 10, 21)),
     ]
-    engine = get_engine(settings.resolved_database_url())
-    with Session(engine) as s:
-        s.add_all(cases)
-        s.add_all(intakes)
-        for k, (key, case_id, kind, at) in enumerate(docs):
-            s.add(
-                DocumentRow(
-                    idempotency_key=key, case_id=case_id, kind=kind, sha256=f"{k:064x}", path=f"/tmp/{key}.txt",
-                    ledger_index=k, verification_code=f"L{k}-00000000", issued_at=at,
-                )
-            )
-        s.add(
-            ScoreEventRow(
-                idempotency_key="A:official", case_id=cases[0].case_id, unit="青山区人社局", rule="accountability_official",
-                points=-5, official="张某", occurred_at=sh(2026, 11, 6), rules_version="t",
-            )
+    documents = [
+        DocumentRow(
+            idempotency_key=key, case_id=case_id, kind=kind, sha256=f"{k:064x}", path=f"/tmp/{key}.txt",
+            ledger_index=k, verification_code=f"L{k}-00000000", issued_at=at,
         )
-        s.add(
-            ArbitrationRow(
-                case_id=cases[2].case_id, unit="东湖镇人民政府", status="closed", outcome="court",
-                started_at=sh(2026, 11, 16), updated_at=sh(2026, 11, 25),
-            )
-        )
-        s.commit()
-    rebuild_tallies(engine)
+        for k, (key, case_id, kind, at) in enumerate(docs)
+    ]
+    score = ScoreEventRow(
+        idempotency_key="A:official", case_id=cases[0].case_id, unit="青山区人社局", rule="accountability_official",
+        points=-5, official="张某", occurred_at=sh(2026, 11, 6), rules_version="t",
+    )
+    arbitration = ArbitrationRow(
+        case_id=cases[2].case_id, unit="东湖镇人民政府", status="closed", outcome="court",
+        started_at=sh(2026, 11, 16), updated_at=sh(2026, 11, 25),
+    )
+    store_rows(get_engine(settings.resolved_database_url()), [*cases, *intakes, *documents, score, arbitration])
     return {"cases": cases}
 
 
@@ -282,12 +265,10 @@ def test_the_page_loads_nothing_from_outside_and_nothing_inline(client: TestClie
 
 
 def test_json_in_the_page_cannot_close_its_script(web_settings: Settings) -> None:
-    engine = get_engine(web_settings.resolved_database_url())
-    with Session(engine) as s:
-        s.add(_case("XF-20261105-EEEE0005", locality="</script><script>alert(1)</script>", title="x", registered_at=sh(2026, 11, 5)))
-        s.add(IntakeRow(key="E:1", case_id="XF-20261105-EEEE0005", at=sh(2026, 11, 5), channel="visit", locality="</script><script>alert(1)</script>"))
-        s.commit()
-    rebuild_tallies(engine)
+    store_rows(get_engine(web_settings.resolved_database_url()), [
+        _case("XF-20261105-EEEE0005", locality="</script><script>alert(1)</script>", title="x", registered_at=sh(2026, 11, 5)),
+        IntakeRow(key="E:1", case_id="XF-20261105-EEEE0005", at=sh(2026, 11, 5), channel="visit", locality="</script><script>alert(1)</script>"),
+    ])  # fmt: skip
     with TestClient(create_app(web_settings), follow_redirects=False) as c:
         login(c, "sup")
         page = c.get("/cockpit", params={"period": "2026-11", "locality": "</script><script>alert(1)</script>"}).text

@@ -156,6 +156,26 @@ def needed_keys(fn: Callable[[Perfect], object]) -> set[NodeKey]:
     return keys
 
 
+def _left_siblings(fn: int, sn: int, count: int) -> list[bool] | None:
+    """The walk from node `fn` up to the root of a tree whose last node is `sn`, shared by the RFC's
+    proof checks (§2.1.3.2 step 4, §2.1.4.2 step 6): for each of `count` proof hashes in turn, True
+    when it is the left sibling (hashed first) and False when the right. None when `count` hashes do
+    not end at the root (sn is not 0 then: the proof is too short or too long)."""
+    sides: list[bool] = []
+    for _ in range(count):
+        if sn == 0:
+            return None
+        left = bool(fn & 1) or fn == sn
+        sides.append(left)
+        if left and not fn & 1:
+            while fn != 0 and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        fn >>= 1
+        sn >>= 1
+    return sides if sn == 0 else None
+
+
 def verify_inclusion(
     leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes
 ) -> bool:
@@ -164,22 +184,13 @@ def verify_inclusion(
         return False
     if len(leaf_hash) != HASH_SIZE or len(root) != HASH_SIZE or any(len(p) != HASH_SIZE for p in proof):
         return False
-    fn, sn = index, tree_size - 1
+    sides = _left_siblings(index, tree_size - 1, len(proof))
+    if sides is None:
+        return False
     r = bytes(leaf_hash)
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            if not fn & 1:
-                while fn != 0 and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and hmac.compare_digest(r, root)
+    for p, left in zip(proof, sides, strict=True):
+        r = node_hash(p, r) if left else node_hash(r, p)
+    return hmac.compare_digest(r, root)
 
 
 def verify_consistency(
@@ -208,21 +219,16 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     fr = sr = path[0]  # step 5
-    for c in path[1:]:  # step 6
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
+    sides = _left_siblings(fn, sn, len(path) - 1)  # step 6 (its walk), and step 7's sn == 0
+    if sides is None:
+        return False
+    for c, left in zip(path[1:], sides, strict=True):  # step 6
+        if left:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn != 0 and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
         else:
             sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and hmac.compare_digest(fr, old_root) and hmac.compare_digest(sr, new_root)  # step 7
+    return hmac.compare_digest(fr, old_root) and hmac.compare_digest(sr, new_root)  # step 7
 
 
 class InMemoryTree:

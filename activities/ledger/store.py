@@ -453,15 +453,14 @@ class Ledger:
             return self._compute(conn, lambda p: consistency_of(old, n, p))[0]
 
     def entry(self, index: int) -> bytes:
-        with self.engine.connect() as conn:
-            raw = conn.execute(sa.select(_entries.c.entry).where(_entries.c.idx == index)).scalar()
-        if raw is None:
-            raise IndexError(f"the log has no entry {index}")
-        return bytes(raw)
+        return self._entry_column(_entries.c.entry, index)
 
     def stored_leaf_hash(self, index: int) -> bytes:
+        return self._entry_column(_entries.c.leaf_hash, index)
+
+    def _entry_column(self, column: Any, index: int) -> bytes:
         with self.engine.connect() as conn:
-            raw = conn.execute(sa.select(_entries.c.leaf_hash).where(_entries.c.idx == index)).scalar()
+            raw = conn.execute(sa.select(column).where(_entries.c.idx == index)).scalar()
         if raw is None:
             raise IndexError(f"the log has no entry {index}")
         return bytes(raw)

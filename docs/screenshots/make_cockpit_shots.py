@@ -16,26 +16,16 @@ import argparse
 import asyncio
 import random
 import shutil
-import socket
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlmodel import Session
-
-from activities.db import (
-    ArbitrationRow,
-    CaseRow,
-    DocumentRow,
-    IntakeRow,
-    ScoreEventRow,
-    get_engine,
-    rebuild_tallies,
-)
+from activities.db import ArbitrationRow, CaseRow, DocumentRow, IntakeRow, ScoreEventRow, get_engine
+from engine.cockpit import store_rows
 from engine.config import Settings
 from engine.staff import add_user
-from engine.web import serve, web_url
+from engine.web import free_port, serving
 from rules.deadlines import SHANGHAI
 from rules.vocabulary import StaffRole
 
@@ -202,32 +192,8 @@ def build_demo_data(settings: Settings, seed: int = 2026, now: datetime | None =
     rng.shuffle(pressing)
     for k, case in enumerate(pressing[:30] + rng.sample(cases, 8)):
         case.leader = LEADERS[k % len(LEADERS)] if k < 30 else rng.choice(LEADERS)
-    with Session(engine) as s:
-        s.add_all(cases)
-        s.add_all(intakes)
-        s.add_all(docs)
-        s.add_all(scores)
-        s.add_all(arbitrations)
-        s.commit()
-    rebuild_tallies(engine)
+    store_rows(engine, [*cases, *intakes, *docs, *scores, *arbitrations])
     return len(cases)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait_listening(port: int) -> None:
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"the web app did not start on port {port}")
 
 
 async def shoot(settings: Settings, out: Path | None, period: str, username: str = "sup") -> list[str]:
@@ -236,10 +202,7 @@ async def shoot(settings: Settings, out: Path | None, period: str, username: str
     from playwright.async_api import async_playwright
 
     problems: list[str] = []
-    server = asyncio.create_task(serve(settings))
-    base = web_url(settings)
-    try:
-        await _wait_listening(settings.web_port)
+    async with serving(settings) as base:
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             context = await browser.new_context(viewport={"width": WIDTH, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
@@ -291,12 +254,6 @@ async def shoot(settings: Settings, out: Path | None, period: str, username: str
                 if out is not None:
                     await page.screenshot(path=str(out / f"{name}.png"), full_page=True)
             await browser.close()
-    finally:
-        server.cancel()
-        try:
-            await server
-        except asyncio.CancelledError:
-            pass
     return problems
 
 
@@ -309,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Debian's chromium is not installed (apt-get install chromium)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp) / "data", web_port=_free_port())
+        settings = Settings(data_dir=Path(tmp) / "data", web_port=free_port())
         add_user(settings, "sup", StaffRole.supervision, display_name="督查员", password=PASSWORD, write_token=False)
         count = build_demo_data(settings)
         problems = asyncio.run(shoot(settings, args.out, args.period))
