@@ -28,6 +28,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.documents import keep_pdfs
 from activities.masking import MaskingInterceptor
 from activities.petition import PetitionActivities, pdfs_written
 from engine.config import PROJECT_DIR, Settings, load_settings
@@ -180,7 +181,8 @@ async def main(argv: list[str] | None = None) -> int:
             )
             # The address an operator opens first, on the terminal whatever the log format.
             print(f"\n  数据驾驶舱 (cockpit): {web_url(settings)}/cockpit\n", file=sys.stderr, flush=True)
-        async with build_worker(client, settings):
+        # The keeper renders the PDFs a killed worker left unwritten (activities/documents.py).
+        async with build_worker(client, settings), keep_pdfs(settings):
             log.info("worker running", task_queue=settings.task_queue, data_dir=str(settings.data_dir))
             if args.with_samples:
                 await register_samples(client, settings)

@@ -113,12 +113,22 @@ class TimelineRow(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
 
 
-class DocumentRow(SQLModel, table=True):
-    __tablename__ = "documents"
+class _OncePerKey(SQLModel):
+    """A row an activity appends exactly once: a retried activity finds it by its idempotency key
+    (and the unique key refuses a second insert); `id` orders the rows as they were appended."""
 
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(unique=True)
     case_id: str = Field(index=True)
+
+
+class DocumentRow(_OncePerKey, table=True):
+    """A document as issued: its text file (`path`: the canonical body, then the verification
+    footer), the body's SHA-256 and its place in the log. With the text file this is everything its
+    PDF is drawn from (`activities.documents.DocumentRef`), so a lost PDF is rendered again."""
+
+    __tablename__ = "documents"
+
     kind: str
     sha256: str = Field(index=True)
     path: str
@@ -127,14 +137,11 @@ class DocumentRow(SQLModel, table=True):
     issued_at: datetime
 
 
-class ScoreEventRow(SQLModel, table=True):
+class ScoreEventRow(_OncePerKey, table=True):
     """The HR assessment stream: appended exactly once per (case, rule, occurrence); `id` is the cursor."""
 
     __tablename__ = "score_events"
 
-    id: int | None = Field(default=None, primary_key=True)
-    idempotency_key: str = Field(unique=True)
-    case_id: str = Field(index=True)
     unit: str = Field(index=True)
     rule: str
     points: int

@@ -6,27 +6,41 @@ and a short hash) so a petitioner holding a copy can have it checked (`starter.p
 
 Beside each text file, a PDF of the same document (`render_pdf`, `write_pdf`): the same lines laid
 out for print, with a QR code of the public verification page; the text stays the canonical form.
+A PDF is drawn only from what is stored (the text file and the document's row, `DocumentRef`), the
+same bytes every time, so one lost with a killed worker is rendered again (`PdfKeeper`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import hashlib
 import os
 import re
 import tempfile
+import time
 import unicodedata
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import segno
 from fpdf import FPDF
 from fpdf.enums import MethodReturnValue, PathPaintRule, TextMode, WrapMode, XPos, YPos
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
+from activities.db import DocumentRow, as_utc, get_engine
 from engine.logs import get_logger
 from rules.deadlines import SHANGHAI
 from rules.vocabulary import DOCUMENT_CN, DocumentKind, RedirectRoute
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 # 2026.2: the mediation agreement names both parties and the terms; no engine codes in any text.
 TEMPLATE_VERSION = "2026.2"
@@ -154,6 +168,25 @@ class _Parts:
             self.date,
             self.template_line,
         ]
+
+    @classmethod
+    def read(cls, body: str) -> _Parts:
+        """The parts of a canonical body, as `lines` wrote them (a body part of several lines comes
+        back as several). Raises ValueError when the text is not laid out that way."""
+        lines = body.split("\n")
+        if lines[-1:] == [""]:
+            lines.pop()
+        # title, case line, "", body…, "", issuer, [经办人：…], date, template line
+        signed = 3 if len(lines) >= 4 and lines[-4] == "" else 4
+        if len(lines) < 4 + signed or lines[2] != "" or lines[-signed - 1] != "":
+            raise ValueError("not a document body laid out by the templates")
+        handled_by = lines[-3] if signed == 4 else None
+        if handled_by is not None and not handled_by.startswith("经办人："):
+            raise ValueError("not a document body laid out by the templates")
+        return cls(
+            title=lines[0], case_line=lines[1], body=lines[3 : -signed - 1], issuer=lines[-signed],
+            handled_by=handled_by, date=lines[-2], template_line=lines[-1],
+        )
 
 
 def _parts(kind: DocumentKind, case_id: str, issued_at: datetime, fields: dict[str, Any], addressee: str) -> _Parts:
@@ -360,20 +393,32 @@ def _pdf_text(line: str) -> str:
     return unicodedata.normalize("NFC", line.rstrip())
 
 
-class _DocumentPdf(FPDF):
+class CjkPdf(FPDF):
+    """A4 pages set in the CJK font (named "cjk"), each with a grey footer line
+    `{footer_text}　第 N 页，共 M 页` `footer_y` mm above the bottom edge, in `footer_color`: a
+    document's PDF, the monthly brief (engine/brief.py)."""
+
+    footer_y = -13.0
+    footer_color = _GREY
+
     def __init__(self, font: PdfFont, footer_text: str) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
         self._footer_text = footer_text
-        self.set_margins(_MARGIN, 22.0, _MARGIN)
-        self.set_auto_page_break(True, margin=_BOTTOM)
         self.add_font("cjk", "", str(font.path), collection_font_number=font.face)
 
     def footer(self) -> None:
-        self.set_y(-13)
+        self.set_y(self.footer_y)
         self.set_font("cjk", size=8)
-        self.set_text_color(*_GREY)
+        self.set_text_color(*self.footer_color)
         self.cell(0, 5, f"{self._footer_text}　第 {self.page_no()} 页，共 {{nb}} 页", align="C")
         self.set_text_color(0, 0, 0)
+
+
+class _DocumentPdf(CjkPdf):
+    def __init__(self, font: PdfFont, footer_text: str) -> None:
+        super().__init__(font, footer_text)
+        self.set_margins(_MARGIN, 22.0, _MARGIN)
+        self.set_auto_page_break(True, margin=_BOTTOM)
 
     def heading(self, title: str, case_line: str) -> None:
         self.set_font("cjk", size=20)
@@ -439,30 +484,38 @@ class _DocumentPdf(FPDF):
         self.multi_cell(_PAGE_W - 2 * _MARGIN - 8, 5, url, align="L", wrapmode=WrapMode.CHAR)
 
 
-def render_pdf(
-    kind: DocumentKind,
-    case_id: str,
-    issued_at: datetime,
-    fields: dict[str, Any],
-    addressee: str,
-    *,
-    verification_code: str,
-    document_sha256: str,
-    public_url: str,
-    font: PdfFont | None = None,
-) -> bytes:
+@dataclass(frozen=True)
+class PdfSource:
+    """Everything a document's PDF is drawn from. All of it is stored: the canonical body (the
+    text file, whose SHA-256 the log records), the row's kind, case, issue time (the PDF's creation
+    date), verification code and digest, and the verification page's address (the text's footer)."""
+
+    kind: DocumentKind
+    case_id: str
+    issued_at: datetime
+    body: str
+    verification_code: str
+    document_sha256: str
+    public_url: str
+
+
+def render_pdf(source: PdfSource, *, font: PdfFont | None = None) -> bytes:
     """The document as a PDF: the text body's lines laid out, and a verification block whose QR
     code opens `{public_url}/v/{code}`. A delivery receipt (送达回证) is a printable form whose QR
-    code checks the delivered document. Raises NoPdfFont when no CJK font is found."""
+    code checks the delivered document. The same source gives the same bytes (the creation date is
+    the issue time). Raises NoPdfFont when no CJK font is found, ValueError for a body the
+    templates did not lay out."""
     font = font or find_pdf_font()
     if font is None:
         raise NoPdfFont("no CJK font: install fonts-noto-cjk or set " + PDF_FONT_ENV)
-    parts = _parts(kind, case_id, issued_at, fields, addressee)
-    pdf = _DocumentPdf(font, f"{parts.case_line}　核验码：{verification_code}")
-    pdf.set_creation_date(issued_at)
+    kind, code = source.kind, source.verification_code
+    parts = _Parts.read(unicodedata.normalize("NFC", source.body))
+    version = re.fullmatch(r"（文书模板 (.+)）", parts.template_line)
+    pdf = _DocumentPdf(font, f"{parts.case_line}　核验码：{code}")
+    pdf.set_creation_date(source.issued_at)
     pdf.set_title(parts.title)
-    pdf.set_subject(case_id)
-    pdf.set_creator(f"petition-engine (文书模板 {TEMPLATE_VERSION})")
+    pdf.set_subject(source.case_id)
+    pdf.set_creator(f"petition-engine (文书模板 {version.group(1) if version else TEMPLATE_VERSION})")
     pdf.set_lang("zh-CN")
     pdf.add_page()
     pdf.heading(_pdf_text(parts.title), _pdf_text(parts.case_line))
@@ -483,13 +536,16 @@ def render_pdf(
     pdf.set_text_color(0, 0, 0)
 
     own = [
-        (f"核验码：{verification_code}", 11.0),
+        (f"核验码：{code}", 11.0),
         ("文书摘要（SHA-256）：", 8.0),
-        (document_sha256, 8.0),
+        (source.document_sha256, 8.0),
     ]
-    delivered = delivered_verification_code(fields) if kind == DocumentKind.delivery_receipt else None
+    delivered = None
+    if kind == DocumentKind.delivery_receipt:  # the delivered document's code, as its line names it
+        named = [line for line in parts.body if line.startswith("送达文书：")]
+        delivered = delivered_verification_code({"delivered_document": named[0] if named else ""})
     if delivered:
-        url = verification_url(public_url, delivered)
+        url = verification_url(source.public_url, delivered)
         lines = [
             ("用手机扫描二维码，即可核验所送达的文书是否由本机关出具、内容是否被改动。", 10.0),
             (f"所送达文书的核验码：{delivered}", 11.0),
@@ -497,7 +553,7 @@ def render_pdf(
             *own[1:],
         ]
     else:
-        url = verification_url(public_url, verification_code)
+        url = verification_url(source.public_url, code)
         lines = [("用手机扫描二维码，即可核验本文书是否由本机关出具、内容是否被改动。", 10.0), *own]
     pdf.verification_block(url, lines)
     return bytes(pdf.output())
@@ -531,6 +587,102 @@ def pdf_path(text_path: Path) -> Path:
     return text_path.with_suffix(".pdf")
 
 
+class DocumentMismatch(ValueError):
+    """A document's text file does not hold the body its row (and the log) records."""
+
+
+@dataclass(frozen=True)
+class DocumentRef:
+    """What the documents table keeps of a document (`activities.db.DocumentRow`): with the text
+    file at `path`, everything its PDF is drawn from."""
+
+    path: Path
+    kind: DocumentKind
+    case_id: str
+    issued_at: datetime
+    verification_code: str
+    sha256: str
+
+    @classmethod
+    def of_row(cls, row: DocumentRow) -> DocumentRef:
+        return cls(
+            Path(row.path), DocumentKind(row.kind), row.case_id, as_utc(row.issued_at), row.verification_code, row.sha256
+        )
+
+
+_URL_IN_FOOTER = re.compile(r"访问 (\S+)/v/L\d+-[0-9a-f]{8}；")
+
+
+def pdf_source(doc: DocumentRef, public_url: str, body: bytes | None = None) -> PdfSource:
+    """What `doc`'s PDF is drawn from: the body in its text file, checked against the recorded
+    SHA-256 and verification code, and the verification page its footer names (`public_url` when
+    the footer names none). `body`, the templates' rendering, serves only when there is no text
+    file; it must have the recorded SHA-256 too. Raises DocumentMismatch, or FileNotFoundError."""
+    code: str | None = None
+    footer_url: re.Match[str] | None = None
+    try:
+        data = doc.path.read_bytes()
+    except FileNotFoundError:
+        if body is None:
+            raise
+    else:
+        body, code = split_document(data)
+        footer_url = _URL_IN_FOOTER.search(data[len(body) :].decode("utf-8", "replace"))
+    if hashlib.sha256(body).hexdigest() != doc.sha256:
+        raise DocumentMismatch(f"{doc.path}: the body's SHA-256 is not the recorded {doc.sha256}")
+    if code is not None and code != doc.verification_code:
+        raise DocumentMismatch(f"{doc.path}: verification code {code}, recorded {doc.verification_code}")
+    return PdfSource(
+        kind=doc.kind, case_id=doc.case_id, issued_at=doc.issued_at, body=body.decode("utf-8"),
+        verification_code=doc.verification_code, document_sha256=doc.sha256,
+        public_url=footer_url.group(1) if footer_url else public_url,
+    )
+
+
+def pdf_complete(path: Path) -> bool:
+    """A whole PDF file: the header, and `%%EOF` at the end (a file cut short, or empty, has none)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(5)
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 64))
+            tail = f.read()
+    except OSError:
+        return False
+    return head == b"%PDF-" and tail.rstrip().endswith(b"%%EOF")
+
+
+_PDF_TMP = ".pdf.tmp"
+_STALE_TMP_S = 600.0  # a temporary PDF this old is a dead writer's, whoever wrote it
+
+
+def keep_pdf(doc: DocumentRef, public_url: str, body: bytes | None = None) -> Path | None:
+    """`doc`'s PDF, beside its text file: kept when it is there and whole, else rendered from what
+    is stored (`pdf_source`) and written atomically (a temporary file, synced, renamed over the
+    target), so a half-written PDF is never taken for one that is done. Without a CJK font it logs
+    one warning per process and returns None: the text document stands on its own."""
+    target = pdf_path(doc.path)
+    if pdf_complete(target):
+        return target
+    font = find_pdf_font()
+    if font is None:
+        _warn_no_font()
+        return None
+    data = render_pdf(pdf_source(doc, public_url, body), font=font)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{target.stem}.{os.getpid()}.", suffix=_PDF_TMP)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _remove_stale_temporaries(target)
+    return target
+
+
 def write_pdf(
     text_path: Path,
     kind: DocumentKind,
@@ -543,29 +695,208 @@ def write_pdf(
     document_sha256: str,
     public_url: str,
 ) -> Path | None:
-    """Write the PDF beside `text_path` (atomically; kept when already there). Without a CJK font
-    it logs one warning per process and returns None: the text document stands on its own."""
+    """The PDF of a document just issued (`issue_document`): `keep_pdf`, drawn from the text file
+    like any later rendering; the fields and addressee render the body only if there is no text."""
+    doc = DocumentRef(text_path, kind, case_id, issued_at, verification_code, document_sha256)
+    return keep_pdf(doc, public_url, None if text_path.exists() else render_body(kind, case_id, issued_at, fields, addressee))
+
+
+def _warn_no_font() -> None:
     global _warned_no_font
-    target = pdf_path(text_path)
-    if target.exists():
-        return target
-    font = find_pdf_font()
-    if font is None:
-        if not _warned_no_font:
-            _warned_no_font = True
-            _log.warning("no CJK font found: documents are issued without their PDF",
-                         hint=f"install fonts-noto-cjk or set {PDF_FONT_ENV}")
-        return None
-    data = render_pdf(
-        kind, case_id, issued_at, fields, addressee,
-        verification_code=verification_code, document_sha256=document_sha256, public_url=public_url, font=font,
-    )
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem + ".", suffix=".pdf.tmp")
+    if not _warned_no_font:
+        _warned_no_font = True
+        _log.warning("no CJK font found: documents are issued without their PDF",
+                     hint=f"install fonts-noto-cjk or set {PDF_FONT_ENV}")
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Temporary files of this PDF left by a writer that died (a killed worker's PDF process): its
+    process is gone, or the file is older than any write takes."""
+    from engine.servers import _running
+
+    for tmp in target.parent.glob(f"{target.stem}.*{_PDF_TMP}"):
+        writer = tmp.name[len(target.stem) + 1 :].split(".", 1)[0]  # `{stem}.{pid}.{random}.pdf.tmp`
+        try:
+            if time.time() - tmp.stat().st_mtime > _STALE_TMP_S or (writer.isdigit() and not _running(int(writer))):
+                tmp.unlink()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Durable PDFs. `issue_document` renders a document's PDF after it returns, in the worker's PDF
+# process, and a killed worker (or PDF process) loses what was queued there. Nothing is lost for
+# good: the row and the text file hold all a PDF needs, and the keeper renders every document whose
+# PDF is missing or incomplete.
+
+PDF_SWEEP_INTERVAL_S = 60.0  # between two sweeps of the documents issued since
+PDF_SWEEP_GRACE_S = 30.0  # a missing PDF first seen this recently may still be in a worker's queue
+PDF_SWEEP_PATIENCE_S = 5.0  # the longest a sweep's render waits for the activities' renders
+
+
+@dataclass
+class SweepReport:
+    checked: int = 0  # documents looked at
+    rendered: int = 0  # PDFs written (missing or incomplete before)
+    waiting: int = 0  # missing, but first seen within the grace period: the next sweep
+    failed: int = 0  # not renderable: the text file missing or not the recorded document (logged)
+    no_font: bool = False  # no CJK font: nothing rendered, nothing given up
+
+
+class PdfKeeper:
+    """Keeps every document's PDF: when the worker starts, a sweep over all documents; then, every
+    `interval` seconds, over those issued since (`id` above a cursor below which every PDF is
+    whole). Each PDF missing or incomplete is rendered by `keep_pdf`, one at a time, in the worker's
+    PDF process (which dies with the worker), after the activities' own renders when there are any
+    (waiting `patience` seconds at most). A PDF process that died is replaced.
+
+    The cursor never passes the largest `id` seen by the sweep before (or at start): a row whose
+    transaction began before a larger id was committed is still looked at by the next sweep."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        interval: float = PDF_SWEEP_INTERVAL_S,
+        grace: float = PDF_SWEEP_GRACE_S,
+        patience: float = PDF_SWEEP_PATIENCE_S,
+        batch: int = 500,
+    ) -> None:
+        self.engine = get_engine(settings.resolved_database_url())
+        self.public_url = settings.resolved_public_url()
+        self.interval, self.grace, self.patience, self.batch = interval, grace, patience, batch
+        self._cursor = 0  # every document with an id up to here has its PDF (or cannot have one)
+        self._bound: int | None = None  # the largest id when the previous sweep began
+        self._first_missing: dict[int, float] = {}  # id -> when a sweep first found its PDF missing
+        self._warned_font = False
+
+    async def run(self, start_delay: float = 1.0) -> None:
+        """Sweep everything now (after `start_delay`), then what is new every `interval` seconds."""
+        try:
+            self._bound = await asyncio.to_thread(self._top)
+        except Exception as err:  # the first sweep bounds itself
+            _log.error("document pdf sweep failed", error=repr(err))
+        await asyncio.sleep(start_delay)
+        grace = 0.0  # at start no worker of this process has a queue: whatever is missing was lost
+        while True:
+            try:
+                report = await self.sweep(grace=grace)
+                if report.rendered or report.failed:
+                    _log.info("document pdfs rendered again", rendered=report.rendered, failed=report.failed,
+                              checked=report.checked, waiting=report.waiting)
+            except Exception as err:  # a database or file error: the next sweep tries again
+                _log.error("document pdf sweep failed", error=repr(err))
+            grace = self.grace
+            await asyncio.sleep(self.interval)
+
+    async def sweep(self, *, grace: float | None = None) -> SweepReport:
+        """One sweep from the cursor (from the first document, the first time)."""
+        grace = self.grace if grace is None else grace
+        report = SweepReport()
+        if find_pdf_font() is None:
+            if not self._warned_font:
+                self._warned_font = True
+                _log.warning("no CJK font found: document PDFs are not rendered",
+                             hint=f"install fonts-noto-cjk or set {PDF_FONT_ENV}")
+            report.no_font = True
+            return report
+        top = await asyncio.to_thread(self._top)
+        bound = top if self._bound is None else self._bound
+        after, done_to, whole = self._cursor, self._cursor, True
+        while rows := await asyncio.to_thread(self._page, after, top):
+            for doc_id, doc, complete in rows:
+                after = doc_id
+                report.checked += 1
+                if complete:
+                    self._first_missing.pop(doc_id, None)
+                done = complete or await self._render(doc_id, doc, grace, report)
+                whole = whole and done
+                if whole:
+                    done_to = doc_id
+        self._cursor = max(self._cursor, min(done_to, bound))
+        self._bound = top
+        return report
+
+    def _top(self) -> int:
+        with Session(self.engine) as s:
+            return s.exec(select(func.max(DocumentRow.id))).one() or 0
+
+    def _page(self, after: int, top: int) -> list[tuple[int, DocumentRef | DocumentRow, bool]]:
+        """The next documents after `after` (up to `top`), each with whether its PDF is whole (a row
+        of a kind this engine does not know stays a row)."""
+        with Session(self.engine) as s:
+            rows = s.exec(
+                select(DocumentRow)
+                .where(col(DocumentRow.id) > after, col(DocumentRow.id) <= top)
+                .order_by(col(DocumentRow.id))
+                .limit(self.batch)
+            ).all()
+        page: list[tuple[int, DocumentRef | DocumentRow, bool]] = []
+        for row in rows:
+            try:
+                doc: DocumentRef | DocumentRow = DocumentRef.of_row(row)
+            except ValueError:
+                doc = row
+            page.append((int(row.id or 0), doc, pdf_complete(pdf_path(Path(doc.path)))))
+        return page
+
+    async def _render(self, doc_id: int, doc: DocumentRef | DocumentRow, grace: float, report: SweepReport) -> bool:
+        """Render one missing PDF. True when it is done with: written, or never to be written from
+        what is stored (logged); False while it is within its grace period or could not be written
+        now (the next sweep tries again)."""
+        now = time.monotonic()
+        if now - self._first_missing.setdefault(doc_id, now) < grace:
+            report.waiting += 1
+            return False
+        try:
+            if not isinstance(doc, DocumentRef):
+                raise ValueError(f"no template for document kind {doc.kind}")
+            written = await self._in_pdf_process(functools.partial(keep_pdf, doc, self.public_url))
+        except (FileNotFoundError, ValueError) as err:  # no text file, or not the recorded document
+            _log.error("document pdf cannot be rendered", case_id=doc.case_id, path=str(doc.path), error=repr(err))
+            report.failed += 1
+            self._first_missing.pop(doc_id, None)
+            return True
+        except BrokenProcessPool:
+            raise
+        except Exception as err:  # a full disk, a permission: not this document's fault
+            _log.error("document pdf not written", case_id=doc.case_id, path=str(doc.path), error=repr(err))
+            return False
+        if written is None:  # no CJK font in the PDF process
+            return False
+        report.rendered += 1
+        self._first_missing.pop(doc_id, None)
+        return True
+
+    async def _in_pdf_process(self, call: Callable[[], Path | None]) -> Path | None:
+        """`call` in the worker's PDF process, after the activities' own PDFs (fresh documents first)
+        or `patience` seconds; a PDF process that died (killed, out of memory) is replaced, for this
+        call and every later PDF of the worker."""
+        from activities import petition  # petition imports this module
+
+        deadline = time.monotonic() + self.patience
+        while petition._PDF_TASKS and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(list(petition._PDF_TASKS), timeout=left)
+        loop = asyncio.get_running_loop()
+        pool = petition._pdf_pool()
+        try:
+            return await loop.run_in_executor(pool, call)
+        except BrokenProcessPool:
+            if petition._PDF_POOL is pool:
+                petition._PDF_POOL = None
+            pool.shutdown(wait=False)
+        return await loop.run_in_executor(petition._pdf_pool(), call)
+
+
+
+@contextlib.asynccontextmanager
+async def keep_pdfs(settings: Settings, **options: Any) -> AsyncIterator[PdfKeeper]:
+    """The worker's PDF keeper (`PdfKeeper.run`) for as long as the block runs."""
+    keeper = PdfKeeper(settings, **options)
+    task = asyncio.create_task(keeper.run())
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+        yield keeper
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

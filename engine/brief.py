@@ -15,12 +15,11 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from fpdf import FPDF
 from fpdf.enums import MethodReturnValue, TableCellFillMode, TextMode, WrapMode, XPos, YPos
 from fpdf.fonts import FontFace
 from sqlalchemy.engine import Engine
 
-from activities.documents import NoPdfFont, PdfFont, find_pdf_font
+from activities.documents import CjkPdf, NoPdfFont, PdfFont, find_pdf_font
 from engine.cockpit import LETTER_KINDS, Alert, Overview, Period, overview, red_alerts
 from rules.deadlines import SHANGHAI
 from rules.vocabulary import CATEGORY_CN, CHANNEL_CN, LADDER_CN, Category, Channel, DocumentKind
@@ -168,20 +167,14 @@ def _reasons(alert: Alert) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-class _BriefPdf(FPDF):
+class _BriefPdf(CjkPdf):
+    footer_y = -11.0
+    footer_color = _GREY
+
     def __init__(self, font: PdfFont, footer_text: str) -> None:
-        super().__init__(orientation="P", unit="mm", format="A4")
-        self._footer_text = footer_text
+        super().__init__(font, footer_text)
         self.set_margins(_M, _M, _M)
         self.set_auto_page_break(False)  # two pages, laid out by hand
-        self.add_font("cjk", "", str(font.path), collection_font_number=font.face)
-
-    def footer(self) -> None:
-        self.set_y(-11)
-        self.set_font("cjk", size=8)
-        self.set_text_color(*_GREY)
-        self.cell(0, 5, f"{self._footer_text}　第 {self.page_no()} 页，共 {{nb}} 页", align="C")
-        self.set_text_color(0, 0, 0)
 
     def bold(self, text: str, h: float, size: float, align: str = "L") -> None:
         self.set_font("cjk", size=size)

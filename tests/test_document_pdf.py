@@ -24,6 +24,7 @@ from sqlmodel import Session
 import activities.documents as documents
 from activities.documents import (
     PdfFont,
+    PdfSource,
     delivered_verification_code,
     find_pdf_font,
     footer,
@@ -101,11 +102,14 @@ def squeeze(text: str) -> str:
     return "".join(text.split())
 
 
+def _source(kind: DocumentKind, fields: dict[str, Any], code: str, digest: str, public: str = PUBLIC) -> PdfSource:
+    """What a document's PDF is drawn from: its text body as the templates render it, and the rest."""
+    body = render_body(kind, CASE, ISSUED, fields, PEOPLE).decode()
+    return PdfSource(kind, CASE, ISSUED, body, verification_code=code, document_sha256=digest, public_url=public)
+
+
 def _notice_pdf(font: PdfFont, code: str = "L7-5e1f0c2a", digest: str = "5e1f0c2a" * 8) -> bytes:
-    return render_pdf(
-        DocumentKind.acceptance_notice, CASE, ISSUED, NOTICE_FIELDS, PEOPLE,
-        verification_code=code, document_sha256=digest, public_url=PUBLIC, font=font,
-    )
+    return render_pdf(_source(DocumentKind.acceptance_notice, NOTICE_FIELDS, code, digest), font=font)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,10 +166,7 @@ def test_a_delivery_receipt_is_a_form_whose_qr_code_checks_the_delivered_opinion
     body = render_body(DocumentKind.delivery_receipt, CASE, ISSUED, RECEIPT_FIELDS, PEOPLE)
     digest = hashlib.sha256(body).hexdigest()
     own = f"L5-{digest[:8]}"
-    pdf = render_pdf(
-        DocumentKind.delivery_receipt, CASE, ISSUED, RECEIPT_FIELDS, PEOPLE,
-        verification_code=own, document_sha256=digest, public_url=PUBLIC + "/", font=font,
-    )
+    pdf = render_pdf(_source(DocumentKind.delivery_receipt, RECEIPT_FIELDS, own, digest, PUBLIC + "/"), font=font)
     assert qr_codes(pdf, tmp_path / "qr") == [f"{PUBLIC}/v/L4-0123abcd"]  # the opinion, not the receipt
 
     text = pdf_text(pdf, tmp_path / "text")
