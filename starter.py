@@ -1,7 +1,8 @@
 """The operator's tool.
 
     python starter.py register [FILE|-]                 register a petition (prints the case id)
-    python starter.py act CASE ACTION [--data JSON]     send an action (accept, issue_opinion, ...)
+    python starter.py act CASE ACTION [--data JSON] [--request-id ID]
+                                                        send an action (accept, issue_opinion, ...)
     python starter.py history CASE                      a case's timeline (the contract's events)
     python starter.py state CASE                        a running case's state and deadlines
     python starter.py list [--open] [--overdue]         cases, newest first
@@ -36,7 +37,9 @@ Exit status: 0 done; 1 a verification that failed or an action the rules refused
 `register` of a matter finalised by re-review: the new case records the refusal and its notice);
 2 bad input, with a sentence naming the field, and nothing stored (for `ledger monitor` also: the
 log could not be reached); 3 the log failed a witness check; 4 the engine (Temporal) could not be
-reached (start it with `make run`, or set TEMPORAL_ADDRESS).
+reached (start it with `make run`, or set TEMPORAL_ADDRESS), no worker serves the case, or it was
+busy recovering and did not take an action in time (the sentence says whether it may have been
+applied; `act --request-id ID` with the id it names sends it again without applying it twice).
 Connects to TEMPORAL_ADDRESS, else to the embedded dev server that `python worker.py` started.
 """
 
@@ -48,13 +51,24 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine.config import Settings, load_settings
-from engine.desk import InputError, NoWorker, Refused, check_case_id, parse_json_text, read_json_input
+from engine.desk import (
+    EngineBusy,
+    InputError,
+    NoWorker,
+    Refused,
+    check_case_id,
+    check_request_id,
+    new_request_id,
+    parse_json_text,
+    read_json_input,
+)
 from engine.staff import AccessError, AccountError, require, require_view
 from rules.access import may
 from rules.ruleset import RuleFileError
@@ -77,6 +91,19 @@ def _tables(args: argparse.Namespace) -> bool:
     if output is None and getattr(args, "json", False):  # a command's own --json (ledger monitor, simulate)
         output = "json"
     return wants_table(output)
+
+
+def _show(args: argparse.Namespace, data: Any, table: Callable[[Any], None], *, lines: bool = False) -> int:
+    """`data` for people as a table (`table`, a view of engine/console.py) or for machines as JSON
+    (`_tables` decides): one document, or with `lines` one object a line (the items of `data`)."""
+    if _tables(args):
+        table(data)
+    elif lines:
+        for item in data:
+            print(json.dumps(item, ensure_ascii=False))
+    else:
+        _print(data)
+    return EXIT_OK
 
 
 def _engine_address(settings: Settings) -> str:
@@ -121,40 +148,34 @@ async def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_act(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.console import print_act
     from engine.desk import act, parse_action
     from engine.servers import connect
 
     check_case_id(args.case)
     data = parse_json_text(args.data, "--data") if args.data else {}
     parse_action(args.action, data)
+    # The same request id sends the same action again (after a timeout, a lost answer): the engine
+    # answers with the first outcome instead of acting twice or refusing it as a second action.
+    request_id = check_request_id(args.request_id) if args.request_id is not None else new_request_id()
     actor = _actor(args, settings)
     client = await connect(settings)
-    result = await act(client, settings, args.case, args.action, data, actor=actor)
+    result = await act(client, settings, args.case, args.action, data, actor=actor, request_id=request_id)
     done = {"case_id": result.case_id, "stage": result.stage, "outcome": result.outcome, "events": [e.contract() for e in result.events]}
-    if _tables(args):
-        from engine.console import print_act
-
-        print_act(args.action, done)
-    else:
-        _print(done)
-    return EXIT_OK
+    return _show(args, done, lambda d: print_act(args.action, d))
 
 
 async def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.console import print_history
     from engine.desk import history
 
     case = history(settings, args.case)
     require_view(_actor(args, settings), case["unit"])
-    if _tables(args):
-        from engine.console import print_history
-
-        print_history(case)
-    else:
-        _print(case)
-    return EXIT_OK
+    return _show(args, case, print_history)
 
 
 async def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.console import print_state
     from engine.servers import connect
     from workflows.models import CaseState
 
@@ -168,19 +189,14 @@ async def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
             raise InputError(f"没有案件“{args.case}”。") from None
         raise
     require_view(actor, state.unit)
-    if _tables(args):
-        from engine.console import print_state
-
-        print_state(state.model_dump(mode="json"))
-    else:
-        _print(state.model_dump(mode="json"))
-    return EXIT_OK
+    return _show(args, state.model_dump(mode="json"), print_state)
 
 
 async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from sqlmodel import Session, col, select
 
     from activities.db import CaseRow, get_engine
+    from engine.console import print_cases
 
     actor = _actor(args, settings)
     with Session(get_engine(settings.resolved_database_url())) as s:
@@ -193,14 +209,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         if args.overdue:
             q = q.where(CaseRow.overdue == True)  # noqa: E712
         rows = [row.model_dump(mode="json", exclude={"matter_key"}) for row in s.exec(q)]
-    if _tables(args):
-        from engine.console import print_cases
-
-        print_cases(rows)
-    else:
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
-    return EXIT_OK
+    return _show(args, rows, print_cases, lines=True)
 
 
 async def cmd_scenario(args: argparse.Namespace, settings: Settings) -> int:
@@ -321,33 +330,23 @@ async def cmd_scores(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_assessment(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.console import print_assessment
     from engine.reports import assessment
 
     require(_actor(args, settings), "assessment")
     report = assessment(settings, args.year)
-    if _tables(args):
-        from engine.console import print_assessment
-
-        print_assessment(report)
-    else:
-        _print(report)
-    return EXIT_OK
+    return _show(args, report, print_assessment)
 
 
 async def cmd_arbitration(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.console import print_arbitration
     from engine.reports import arbitration_stats
 
     actor = _actor(args, settings)
     if not (may(actor.role, "view_cases") or may(actor.role, "scores")):
         require(actor, "view_cases")
     stats = arbitration_stats(settings)
-    if _tables(args):
-        from engine.console import print_arbitration
-
-        print_arbitration(stats)
-    else:
-        _print(stats)
-    return EXIT_OK
+    return _show(args, stats, print_arbitration)
 
 
 async def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
@@ -423,6 +422,7 @@ _HEAD_CN = {"tree_size": "日志大小", "root_hex": "根哈希", "timestamp": "
 
 
 async def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.console import print_fields
     from engine.reports import ledger_consistency, ledger_head
 
     if args.what == "monitor":
@@ -437,13 +437,7 @@ async def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
         if args.old is None or args.new is None:
             raise InputError("ledger consistency 需要 OLD_SIZE 和 NEW_SIZE 两个参数。")
         title, out = "一致性证明", ledger_consistency(s, args.old, args.new)
-    if _tables(args):
-        from engine.console import print_fields
-
-        print_fields(title, out, _HEAD_CN)
-    else:
-        _print(out)
-    return EXIT_OK
+    return _show(args, out, lambda d: print_fields(title, d, _HEAD_CN))
 
 
 async def _ledger_monitor(args: argparse.Namespace, settings: Settings) -> int:
@@ -513,29 +507,19 @@ async def _ledger_monitor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_calendar(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.console import print_calendar_push, print_calendar_status
     from engine.reports import calendar_push, calendar_status
 
     if args.what == "status":
         status = calendar_status(settings)
-        if _tables(args):
-            from engine.console import print_calendar_status
-
-            print_calendar_status(status)
-        else:
-            _print(status)
-        return EXIT_OK
+        return _show(args, status, print_calendar_status)
     require(_actor(args, settings), "calendar_push")
     pushed = await calendar_push(settings)
-    if _tables(args):
-        from engine.console import print_calendar_push
-
-        print_calendar_push(pushed)
-    else:
-        _print(pushed)
-    return EXIT_OK
+    return _show(args, pushed, print_calendar_push)
 
 
 async def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.console import print_users
     from engine.staff import add_user, disable_user, has_accounts, list_users
     from rules.access import ROLE_CN
     from rules.vocabulary import StaffRole
@@ -546,14 +530,7 @@ async def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
         rows = [{"username": row.username, "display_name": row.display_name, "role": row.role,
                  "role_cn": ROLE_CN[StaffRole(row.role)], "unit": row.unit, "disabled": row.disabled,
                  "created_at": row.created_at.isoformat(), "created_by": row.created_by} for row in list_users(settings)]
-        if _tables(args):
-            from engine.console import print_users
-
-            print_users(rows)
-        else:
-            for one in rows:
-                print(json.dumps(one, ensure_ascii=False))
-        return EXIT_OK
+        return _show(args, rows, print_users, lines=True)
     if not args.name:
         raise InputError(f"users {args.what} 需要账号名 NAME。")
     if args.what == "disable":
@@ -625,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("case")
     a.add_argument("action")
     a.add_argument("--data", default=None, help="the action's data as JSON")
+    a.add_argument("--request-id", default=None, metavar="ID",
+                   help="this action's request id (made up when not given, and shown when the engine does not "
+                        "answer): the same id sends the same action again without applying it twice")  # fmt: skip
     h = sub.add_parser("history", help="a case's timeline")
     h.add_argument("case")
     st = sub.add_parser("state", help="a running case's state and deadlines")
@@ -743,7 +723,7 @@ async def main(argv: list[str] | None = None) -> int:
     except (Refused, AccessError) as exc:
         _say(f"拒绝：{exc.error if isinstance(exc, Refused) else exc}")
         return EXIT_FAILED
-    except NoWorker as exc:
+    except (NoWorker, EngineBusy) as exc:
         _say(f"错误：{exc}")
         return EXIT_UNREACHABLE
     except (RuntimeError, RPCError) as exc:

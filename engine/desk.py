@@ -4,6 +4,7 @@ and the tests: register a petition, act on a case, read a case's history.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -17,7 +18,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session, select
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import Priority
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -39,6 +45,7 @@ from workflows.models import (
     describe_validation_error,
     printable,
 )
+from workflows.validation_messages import field_problem, json_kind
 
 
 class InputError(ValueError):
@@ -77,15 +84,9 @@ CASE_ID = re.compile(r"XF-[0-9]{8}-[0-9A-F]{8}")
 def check_case_id(case_id: str) -> str:
     """`case_id` if it is a case number; InputError with a sentence otherwise (nothing is contacted)."""
     if not isinstance(case_id, str) or not CASE_ID.fullmatch(case_id):
-        shown = printable(case_id, 60) if isinstance(case_id, str) else _json_kind(case_id)
+        shown = printable(case_id, 60) if isinstance(case_id, str) else json_kind(case_id)
         raise InputError(f"“{shown}”不是案件编号；案件编号形如 XF-20260315-1A2B3C4D。")
     return case_id
-
-
-def _json_kind(value: Any) -> str:
-    kinds = {list: "列表", str: "字符串", bool: "true 或 false", int: "数字", float: "数字"}
-    found = (name for kind, name in kinds.items() if isinstance(value, kind))
-    return next(found, "null" if value is None else "其他值")
 
 
 def read_json_input(source: str) -> Any:
@@ -144,7 +145,7 @@ def parse_intake(data: Any) -> Intake:
     content's length, which is the desk's: cases started another way must still decode."""
     if not isinstance(data, dict):
         raise InputError(
-            f"信访事项记录应为 JSON 对象（字段同场景约定中的 `petition`），而不是{_json_kind(data)}。"
+            f"信访事项记录应为 JSON 对象（字段同场景约定中的 `petition`），而不是{json_kind(data)}。"
         )
     try:
         intake = Intake.model_validate(data)
@@ -152,8 +153,12 @@ def parse_intake(data: Any) -> Intake:
         raise InputError(describe_validation_error(exc, "intake")) from exc
     if len(intake.content) > MAX_CONTENT_CHARS:
         raise InputError(
-            f"intake field 'content': is {len(intake.content):,} characters long; a petition's content may be at most "
-            f"{MAX_CONTENT_CHARS:,} characters. Register the gist and attach the rest as documents."
+            field_problem(
+                "intake",
+                ("content",),
+                f"有 {len(intake.content):,} 个字符，信访事项的主要内容最多 {MAX_CONTENT_CHARS:,} 个字符；"
+                "请登记主要内容，其余材料作为附件文书",
+            )
         )
     return intake
 
@@ -165,7 +170,7 @@ def parse_action(action: str, data: Any) -> BaseModel:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise InputError(f"{action} 的数据应为由该操作的字段组成的 JSON 对象，而不是{_json_kind(data)}。")
+        raise InputError(f"{action} 的数据应为由该操作的字段组成的 JSON 对象，而不是{json_kind(data)}。")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -288,6 +293,64 @@ def _case_outcome(settings: Settings, case_id: str) -> str | None:
         return row.outcome if row else None
 
 
+# The server's answers that mean "not now" rather than "no": the case's workflow task is being
+# retried after its worker died (FAILED_PRECONDITION "Workflow Task in failed state"), the server
+# is restarting or overloaded, or a call outlived its deadline. `act` tries again, with the same
+# update id, until the action's deadline.
+TRANSIENT = frozenset(
+    {
+        RPCStatusCode.FAILED_PRECONDITION,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+    }
+)
+# ... of which these say the server did not take the update in (it was not applied). After the
+# others (a lost connection, a timeout) it may have been: only the same update id can tell.
+NOT_ADMITTED = frozenset({RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.RESOURCE_EXHAUSTED})
+# Waits between attempts (seconds); the last one repeats until the deadline.
+RETRY_BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)
+# The least an attempt is given, even when the action's deadline is nearer (a served case answers
+# an update in milliseconds; a shorter wait would only turn a slow answer into an unknown one).
+MIN_ATTEMPT = timedelta(seconds=2)
+
+# A request id: what an operator (or a form) sends again to mean "the same action".
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+class EngineBusy(Exception):
+    """The engine did not take an action before its deadline: the case's worker is recovering or
+    the server is restarting. `maybe_applied` False: nothing was applied. True: whether it was is
+    not known (an attempt went unanswered, or the case accepted it and is still at it). Sending
+    it again with the same `request_id` never applies it twice."""
+
+    def __init__(self, message: str, *, case_id: str, action: str, request_id: str, maybe_applied: bool) -> None:
+        super().__init__(message)
+        self.case_id, self.action, self.request_id, self.maybe_applied = case_id, action, request_id, maybe_applied
+
+
+def new_request_id() -> str:
+    """A request id for one operator action: made once per intention (a form, a command), reused
+    by every attempt to send it."""
+    return uuid.uuid4().hex
+
+
+def check_request_id(request_id: object, name: str = "--request-id") -> str:
+    """`request_id` if it is one; InputError with a sentence naming `name` otherwise."""
+    if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
+        shown = printable(request_id, 70) if isinstance(request_id, str) else json_kind(request_id)
+        raise InputError(f"{name}“{shown}”不是有效的请求编号：应为 1 至 64 个英文字母、数字或 . _ : -，以字母或数字开头。")
+    return request_id
+
+
+def update_id(action: str, request_id: str) -> str:
+    """The Temporal update id of `action` sent with `request_id`: the server answers an update
+    whose id it has already run (in this run of the case) with that first outcome, instead of
+    running it again. The action is part of it, so one request id never merges two actions."""
+    return f"{action}:{request_id}"
+
+
 async def act(
     client: Client,
     settings: Settings,
@@ -296,43 +359,108 @@ async def act(
     data: Any,
     *,
     actor: Actor,
-    worker_wait: timedelta = WORKER_PROBE,
+    worker_wait: timedelta | None = None,
+    request_id: str | None = None,
 ) -> ActionResult:
     """Send one action to a case as `actor` (the signed-in account: the case's validator checks its
-    role and unit). Refusals raise `Refused` (and are recorded); bad data `InputError`."""
+    role and unit). Refusals raise `Refused` (and are recorded); bad data `InputError`.
+
+    The action has `worker_wait` (WORKER_PROBE unless given) to be taken: first a worker must answer for the case (else
+    `NoWorker`, nothing sent), then the update is sent, and sent again with backoff while the
+    server answers "not now" (`TRANSIENT`); past the deadline `EngineBusy`. Every attempt carries
+    the same update id (`request_id`, made here when not given: give the same one to send the same
+    action again), so an attempt that took effect is answered with its outcome, never run twice
+    nor refused as if it came second."""
     check_case_id(case_id)
+    worker_wait = worker_wait or WORKER_PROBE
+    rid = check_request_id(request_id) if request_id is not None else new_request_id()
     payload = parse_action(action, data).model_copy(update={"by": actor})
     handle = client.get_workflow_handle(case_id)
-    try:
-        # An update sent while no worker runs would wait, then be applied whenever a worker comes
-        # back, long after the operator gave up (a "ghost" action). So first make sure the case is
-        # being served: a query needs a worker too, and it can time out harmlessly.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + worker_wait.total_seconds()
+
+    def left() -> timedelta:
+        return timedelta(seconds=max(deadline - loop.time(), 0.0))
+
+    unknown = False  # an earlier attempt went unanswered: it may have reached the case
+    accepted = False  # the case accepted the update (validated, in its history): it will be applied
+    attempt = 0
+    while True:
+        sent = False
         try:
-            await handle.query("state", rpc_timeout=worker_wait)
-        except RPCError as err:
-            # The server answers DEADLINE_EXCEEDED, or the client's own deadline says "Timeout expired".
-            if err.status != RPCStatusCode.DEADLINE_EXCEEDED and "timeout expired" not in str(err).lower():
-                raise
-            raise NoWorker(
-                f"案件 {case_id} 在 {worker_wait.seconds} 秒内没有工作进程应答，操作“{ACTION_CN.get(action, action)}”"
-                "没有发出（否则会在工作进程恢复后才被执行）。请启动工作进程（`make run` 或 `python worker.py`）后再发送。"
-            ) from None
-        return await handle.execute_update(action, payload, result_type=ActionResult)
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        message = getattr(cause, "message", None) or str(cause or err)
-        _record_refusal(settings, case_id, action, message, actor)
-        raise Refused(case_id, action, message) from err
-    except RPCError as err:
-        text = str(err)
-        if "completed" in text or "not found" in text.lower() or "closed" in text:
-            outcome = _case_outcome(settings, case_id)
-            if outcome is None and "not found" in text.lower():
-                raise InputError(f"没有案件“{case_id}”。") from err
-            message = closed_case_sentence(outcome)
+            # An update sent while no worker runs would wait, then be applied whenever a worker
+            # comes back, long after the operator gave up (a "ghost" action). So first make sure
+            # the case is being served: a query needs a worker too, and it can time out harmlessly.
+            try:
+                await handle.query("state", rpc_timeout=max(left(), timedelta(seconds=0.1)))
+            except RPCError as err:
+                # The server answers DEADLINE_EXCEEDED, or the client's own deadline says "Timeout expired".
+                if err.status != RPCStatusCode.DEADLINE_EXCEEDED and "timeout expired" not in str(err).lower():
+                    raise
+                if attempt > 0:  # the engine answered "not now" before: it is recovering, not absent
+                    raise _busy(case_id, action, rid, worker_wait, accepted=accepted, unknown=unknown) from None
+                raise NoWorker(
+                    f"案件 {case_id} 在 {worker_wait.seconds} 秒内没有工作进程应答，操作“{ACTION_CN.get(action, action)}”"
+                    "没有发出（否则会在工作进程恢复后才被执行）。请启动工作进程（`make run` 或 `python worker.py`）后再发送。"
+                ) from None
+            sent = True
+            update = await handle.start_update(
+                action,
+                payload,
+                id=update_id(action, rid),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=ActionResult,
+                rpc_timeout=max(left(), MIN_ATTEMPT),
+            )
+            accepted = True
+            return await update.result(rpc_timeout=max(left(), MIN_ATTEMPT))
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            message = getattr(cause, "message", None) or str(cause or err)
             _record_refusal(settings, case_id, action, message, actor)
             raise Refused(case_id, action, message) from err
-        raise
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the caller cancelled the action: not a timeout to retry
+            unknown = unknown or sent
+        except RPCError as err:
+            text = str(err)
+            if "completed" in text or "not found" in text.lower() or "closed" in text:
+                outcome = _case_outcome(settings, case_id)
+                if outcome is None and "not found" in text.lower():
+                    raise InputError(f"没有案件“{case_id}”。") from err
+                message = closed_case_sentence(outcome)
+                _record_refusal(settings, case_id, action, message, actor)
+                raise Refused(case_id, action, message) from err
+            if err.status not in TRANSIENT:
+                raise
+            # FAILED_PRECONDITION, RESOURCE_EXHAUSTED: the server did not take this attempt in
+            unknown = unknown or (sent and err.status not in NOT_ADMITTED)
+        if loop.time() >= deadline:
+            raise _busy(case_id, action, rid, worker_wait, accepted=accepted, unknown=unknown)
+        pause = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
+        attempt += 1
+        await asyncio.sleep(min(pause, left().total_seconds()))
+
+
+def _busy(
+    case_id: str, action: str, request_id: str, worker_wait: timedelta, *, accepted: bool, unknown: bool
+) -> EngineBusy:
+    """The refusal of an action the engine did not take before its deadline, saying whether it
+    may have been applied, and how to send it again safely."""
+    name = ACTION_CN.get(action, action)
+    again = f"用同一请求编号 {request_id} 重新发送（命令行：--request-id {request_id}）不会重复办理"
+    if accepted:
+        said = (f"引擎正在恢复：案件 {case_id} 已接受操作“{name}”，但在 {worker_wait.seconds} 秒内没有办完；"
+                f"工作进程恢复后会办完，结果见案件的办理经过。{again}，只会取回结果。")  # fmt: skip
+    elif unknown:
+        said = (f"引擎忙或正在恢复：案件 {case_id} 在 {worker_wait.seconds} 秒内没有确认操作“{name}”，"
+                f"无法确定它是否已生效，请查看案件的办理经过。{again}。")  # fmt: skip
+    else:
+        said = (f"引擎忙或正在恢复（例如案件 {case_id} 的工作进程刚刚中断，引擎正在重试）：操作“{name}”"
+                f"在 {worker_wait.seconds} 秒内没有被引擎接收，没有生效。请稍后再发送（{again}）。")  # fmt: skip
+    return EngineBusy(said, case_id=case_id, action=action, request_id=request_id, maybe_applied=accepted or unknown)
 
 
 def closed_case_sentence(outcome: str | None) -> str:

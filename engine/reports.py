@@ -4,17 +4,21 @@ ledger's signed heads and proofs, and the holiday calendar's status and push.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import itertools
 import sqlite3
 from collections import defaultdict
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db import (
     CaseRow,
@@ -30,6 +34,7 @@ from engine.config import Settings
 from engine.desk import InputError, load_calendar
 from rules.deadlines import SHANGHAI
 from rules.ruleset import load_rules
+from workflows.models import printable
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -271,8 +276,16 @@ def calendar_status(settings: Settings) -> dict[str, Any]:
     }
 
 
+# How long, in all, a push may spend retrying the cases the engine answered "not now" (the engine
+# recovering or restarting): past it, each case is tried once more and reported if it fails.
+PUSH_PATIENCE = timedelta(seconds=30)
+
+
 async def calendar_push(settings: Settings) -> dict[str, Any]:
-    """Send the calendar file to every open case, so provisional deadlines are recomputed."""
+    """Send the calendar file to every open case, so provisional deadlines are recomputed.
+
+    A case the engine does not take it for is listed in `failed` with a sentence saying why (the
+    push is idempotent: run it again for those)."""
     from engine.desk import published_calendar_snapshot
     from engine.servers import connect
 
@@ -280,14 +293,36 @@ async def calendar_push(settings: Settings) -> dict[str, Any]:
     client = await connect(settings)
     with Session(get_engine(settings.resolved_database_url())) as s:
         open_ids = [c.case_id for c in s.exec(select(CaseRow).where(CaseRow.status == "open"))]
+    loop = asyncio.get_running_loop()
+    patience_ends = loop.time() + PUSH_PATIENCE.total_seconds()
     pushed, failed = 0, []
     for case_id in open_ids:
-        try:
-            await client.get_workflow_handle(case_id).signal("reload_calendar", snapshot)
+        error = await _push_to(client.get_workflow_handle(case_id), snapshot, lambda: loop.time() < patience_ends)
+        if error is None:
             pushed += 1
-        except Exception as exc:  # a case that closed meanwhile; report it, carry on with the rest
-            failed.append({"case_id": case_id, "error": str(exc)})
+        else:  # carry on with the rest
+            failed.append({"case_id": case_id, "error": error})
     return {"pushed": pushed, "failed": failed, "official_years": snapshot.official_years}
+
+
+async def _push_to(handle: Any, snapshot: Any, may_retry: Callable[[], bool]) -> str | None:
+    """Signal one case its new calendar; None when sent, else a sentence saying why not."""
+    from engine.desk import RETRY_BACKOFF, TRANSIENT
+
+    for attempt in itertools.count():
+        try:
+            await handle.signal("reload_calendar", snapshot, rpc_timeout=timedelta(seconds=10))
+            return None
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND or "completed" in str(err) or "closed" in str(err):
+                return "案件在推送时已办结，无需推送。"
+            if err.status not in TRANSIENT:
+                return f"引擎没有接收（{err.status.name}：{printable(str(err), 120)}）；请稍后重新运行 calendar push。"
+            if not may_retry():
+                return (f"引擎忙或正在恢复（{err.status.name}），没有推送到这个案件；"
+                        "请稍后重新运行 calendar push（重复推送无害）。")  # fmt: skip
+        await asyncio.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
+    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------------------------

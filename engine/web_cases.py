@@ -63,7 +63,18 @@ from activities.db import CaseRow, DocumentRow, RefusalRow, TimelineRow
 from activities.documents import pdf_path
 from engine.cockpit import CaseFilter, case_list, filter_options
 from engine.config import Settings
-from engine.desk import CASE_ID, InputError, NoWorker, Refused, act, check_case_id, parse_action
+from engine.desk import (
+    CASE_ID,
+    EngineBusy,
+    InputError,
+    NoWorker,
+    Refused,
+    act,
+    check_case_id,
+    check_request_id,
+    new_request_id,
+    parse_action,
+)
 from engine.logs import get_logger
 from engine.web import (
     Forbidden,
@@ -837,6 +848,9 @@ def action_forms(
                 "name": ACTION_CN.get(action, action),
                 "fields": form_fields(ACTION_INPUTS[action], prefill, choices),
                 "open": action in typed,
+                # One operator intention, one update id: a double click or a resubmitted form
+                # sends the same request again, which the engine answers without acting twice.
+                "request_id": new_request_id(),
             }
         )
     return forms
@@ -1175,8 +1189,13 @@ async def take_action(request: Request, case_id: str, action: str) -> Response:
         return _html_error(
             request, 503, "引擎未连接", f"网页未连接到引擎，操作“{name}”没有发出；请先启动引擎（make run）后再试。"
         )
+    sent_id = form.get("request_id")
+    try:  # a page from before request ids: this submission is its own request
+        request_id = check_request_id(sent_id, "表单的请求编号") if sent_id else new_request_id()
+    except InputError as exc:
+        return _html_error(request, 400, "请求无效", f"{exc}请刷新页面后重新填写。")
     try:
-        await act(client, _settings(request), case_id, action, data, actor=actor)
+        await act(client, _settings(request), case_id, action, data, actor=actor, request_id=request_id)
     except Refused as ref:
         log.info("web_case_action_refused", username=actor.name, case_id=case_id, action=action)
         return await _case_page(request, actor, row, status_code=409, refusal={"action": name, "error": ref.error})
@@ -1188,6 +1207,15 @@ async def take_action(request: Request, case_id: str, action: str) -> Response:
             f"没有工作进程为案件 {case_id} 应答，操作“{name}”没有发出（否则会在工作进程恢复后才被执行）。"
             "请启动工作进程（make run 或 python worker.py）后再试。",
         )
+    except EngineBusy as busy:
+        log.warning("web_case_action_busy", case_id=case_id, action=action, maybe_applied=busy.maybe_applied)
+        if busy.maybe_applied:
+            said = (f"引擎忙或正在恢复，没有在时限内确认操作“{name}”，无法确定它是否已生效：请先查看案件的办理经过。"
+                    "需要时返回上一页重新提交同一表单，不会重复办理。")  # fmt: skip
+        else:
+            said = (f"引擎忙或正在恢复（案件的工作进程可能刚刚中断），操作“{name}”没有被引擎接收，没有生效。"
+                    "请稍后返回上一页重新提交。")  # fmt: skip
+        return _html_error(request, 503, "引擎忙", said)
     except InputError:
         return _html_error(request, 404, "没有这个案件", f"引擎中没有案件 {case_id}，操作“{name}”没有发出。")
     except RPCError:

@@ -121,7 +121,7 @@ def test_long_unit_and_locality_names_are_refused_at_the_desk(
     data: Path, capsys: pytest.CaptureFixture[str], rec: dict[str, Any], field: str
 ) -> None:
     refused_with(
-        capsys, data, register_file(data, rec), f"intake field '{field}'", "may be at most 100 characters"
+        capsys, data, register_file(data, rec), f"信访事项记录字段“{field}”", "may be at most 100 characters"
     )
 
 
@@ -129,7 +129,7 @@ def test_an_action_naming_a_long_unit_is_refused_before_the_case_is_contacted(
     data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = run("--as", "qs", "act", CASE, "accept", "--data", json.dumps({"unit": "局" * 3000}))
-    refused_with(capsys, data, code, "accept data field 'unit'", "3,000 characters", "at most 100 characters")
+    refused_with(capsys, data, code, "（accept）的数据字段“unit”（承办单位）", "3,000 characters", "at most 100 characters")
 
 
 def test_a_hundred_character_unit_is_accepted() -> None:
@@ -160,14 +160,14 @@ def test_a_hundred_character_unit_is_accepted() -> None:
 def test_numbers_that_are_not_amounts_or_counts_are_refused(
     data: Path, capsys: pytest.CaptureFixture[str], rec: dict[str, Any], field: str, words: str
 ) -> None:
-    refused_with(capsys, data, register_file(data, rec), f"intake field '{field}'", words)
+    refused_with(capsys, data, register_file(data, rec), f"信访事项记录字段“{field}”", words)
 
 
 def test_an_infinite_amount_in_an_action_is_refused(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = run(
         "--as", "qs", "act", CASE, "accept", "--data", '{"unit": "青山区人社局", "disputed_amount": Infinity}'
     )
-    refused_with(capsys, data, code, "accept data field 'disputed_amount'", "not a finite number")
+    refused_with(capsys, data, code, "（accept）的数据字段“disputed_amount”", "not a finite number")
     code = run(
         "--as",
         "qs",
@@ -177,7 +177,7 @@ def test_an_infinite_amount_in_an_action_is_refused(data: Path, capsys: pytest.C
         "--data",
         '{"days": true, "approved_by": "局长", "reason": "调查"}',
     )
-    refused_with(capsys, data, code, "extend data field 'days'", "is true")
+    refused_with(capsys, data, code, "（extend）的数据字段“days”", "is true")
 
 
 @pytest.mark.parametrize(
@@ -195,7 +195,7 @@ def test_an_infinite_amount_in_an_action_is_refused(data: Path, capsys: pytest.C
 def test_control_characters_and_lone_surrogates_are_refused_in_any_text(
     data: Path, capsys: pytest.CaptureFixture[str], rec: dict[str, Any], field: str, words: str
 ) -> None:
-    err = refused_with(capsys, data, register_file(data, rec), f"intake field '{field}'", words)
+    err = refused_with(capsys, data, register_file(data, rec), f"信访事项记录字段“{field}”", words)
     assert "\x00" not in err and "\x1b" not in err
 
 
@@ -205,7 +205,7 @@ def test_a_lone_surrogate_as_a_field_name_is_named_not_a_traceback(
     rec = record()
     rec["\ud800备注"] = "x"
     refused_with(
-        capsys, data, register_file(data, rec), "intake field '\\ud800备注'", "not a field of this record"
+        capsys, data, register_file(data, rec), "信访事项记录字段“\\ud800备注”", "不是此记录的字段"
     )
 
 
@@ -215,7 +215,7 @@ def test_control_characters_in_action_text_are_refused(
     code = run(
         "--as", "duban", "act", CASE, "flag_major_risk", "--data", json.dumps({"reason": "扬言\x00上访"})
     )
-    refused_with(capsys, data, code, "flag_major_risk data field 'reason'", "U+0000")
+    refused_with(capsys, data, code, "（flag_major_risk）的数据字段“reason”", "U+0000")
 
 
 def test_content_keeps_line_breaks_and_tabs_and_crlf_becomes_lf() -> None:
@@ -236,7 +236,7 @@ def test_full_width_identity_numbers_and_phones_are_stored_normalised_and_recogn
     assert matter_key(settings, full) == matter_key(settings, ascii_)  # the same person: a repeat visit
     # digits of other scripts are not an identity number (NFKC leaves them as they are)
     with pytest.raises(
-        InputError, match=r"intake field 'petitioners\[0\].id_number': a mainland identity number"
+        InputError, match=r"信访事项记录字段“petitioners\[0\]\.id_number”（身份证号）：a mainland identity number"
     ):
         parse_intake(person(id_number="١١٠١٠١١٩٩٠٠١٠١١٢٣٧"))
 
@@ -249,13 +249,13 @@ def test_a_hundred_thousand_character_title_is_refused_everywhere(
         capsys,
         data,
         register_file(data, record(title=long_title)),
-        "intake field 'title'",
+        "信访事项记录字段“title”",
         "100,000 characters long",
         "at most 200 characters",
     )
     # a scenario file
     scenario = write(data, json.dumps({"petition": record(title=long_title), "steps": []}), "scenario.json")
-    refused_with(capsys, data, run("scenario", scenario), "intake field 'title'", "at most 200 characters")
+    refused_with(capsys, data, run("scenario", scenario), "信访事项记录字段“title”", "at most 200 characters")
     # anything that validates an Intake
     with pytest.raises(ValidationError, match="a title may be at most 200 characters"):
         Intake.model_validate(record(title=long_title))
@@ -291,7 +291,7 @@ def test_the_same_petitioner_twice_is_refused(
         capsys,
         data,
         register_file(data, record(petitioners=people)),
-        "intake field 'petitioners'",
+        "信访事项记录字段“petitioners”",
         "petitioners[1] is petitioners[0] again",
         why,
         "list each petitioner once",
@@ -373,8 +373,8 @@ def test_bad_action_data_is_refused_with_a_sentence(data: Path, capsys: pytest.C
         capsys,
         data,
         run("--as", "duban", "act", CASE, "flag_major_risk", "--data", officials),
-        "flag_major_risk data field 'officials'",
-        "at most 20 items",
+        "（flag_major_risk）的数据字段“officials”",
+        "最多 20 项",
     )
 
 

@@ -8,11 +8,22 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from temporalio.client import WorkflowHandle
 
-from engine.desk import history, parse_intake, register
+from engine.desk import (
+    InputError,
+    Refused,
+    act,
+    check_request_id,
+    history,
+    new_request_id,
+    parse_intake,
+    register,
+    update_id,
+)
 from engine.reports import assessment, score_events
-from engine.scenario import SCENARIO_DESK, act_scripted
+from engine.scenario import SCENARIO_DESK, act_scripted, scenario_actor
 from tests.conftest import Harness
 from tests.scenario_helpers import petition
 
@@ -113,3 +124,74 @@ async def test_no_personal_data_in_ids_search_attributes_or_logs(harness: Harnes
         assert secret not in out.out and secret not in out.err
     state = await handle.query("state")
     assert state["petitioners"][0]["name"] == "赵*"
+
+
+# --- one operator action, one update id (issue 12: the fault drill's retried actions) -----------
+
+
+def _refusals(h: Harness, case_id: str) -> list[dict[str, Any]]:
+    return [e for e in history(h.settings, case_id)["events"] if e["kind"] == "rejected"]
+
+
+async def test_the_same_request_sent_twice_acts_once_and_is_not_refused(harness: Harness) -> None:
+    """A retried action whose first attempt took effect (its answer lost) is answered with the
+    first attempt's outcome: one effect, no refusal recorded. With a new request id it is a second
+    action, which the rules refuse, and the refusal is recorded."""
+    h = harness
+    c = h.env.client
+    reg = await register(c, h.settings, parse_intake(petition()), task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
+    handle = c.get_workflow_handle(reg.case_id)
+    await _settle(h, handle)
+    actor = await scenario_actor(handle, "accept")
+    first = await act(c, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"}, actor=actor, request_id="req-1")
+    again = await act(c, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"}, actor=actor, request_id="req-1")
+    assert again == first  # the first outcome, events and all
+    accepted = [e for e in history(h.settings, reg.case_id)["events"] if e.get("stage") == "accepted"]
+    assert len(accepted) == 1
+    assert _refusals(h, reg.case_id) == []
+    notices = [e for e in history(h.settings, reg.case_id)["events"] if e.get("document") == "acceptance_notice"]
+    assert len(notices) == 1
+
+    # another request: a second acceptance, refused by the rules and recorded
+    with pytest.raises(Refused):
+        await act(c, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"}, actor=actor, request_id="req-2")
+    assert [r["action"] for r in _refusals(h, reg.case_id)] == ["accept"]
+    # one request id never merges two actions: the same id for another action is that action
+    opinion = await act(c, h.settings, reg.case_id, "issue_opinion", {"text": "经查，已责令支付。"},
+                        actor=await scenario_actor(handle, "issue_opinion"), request_id="req-1")  # fmt: skip
+    assert opinion.action == "issue_opinion" and opinion.stage != first.stage
+
+
+async def test_without_a_request_id_each_call_is_its_own_action(harness: Harness) -> None:
+    h = harness
+    c = h.env.client
+    reg = await register(c, h.settings, parse_intake(petition()), task_queue=h.task_queue, calendar="weekends_only", actor=SCENARIO_DESK)
+    await _settle(h, c.get_workflow_handle(reg.case_id))
+    await act_scripted(c, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"})
+    with pytest.raises(Refused):
+        await act_scripted(c, h.settings, reg.case_id, "accept", {"unit": "青山区人社局"})
+    assert [r["action"] for r in _refusals(h, reg.case_id)] == ["accept"]
+
+
+def test_a_request_id_is_checked_before_anything_is_sent() -> None:
+    assert check_request_id("web-3f2a_1:2.x") == "web-3f2a_1:2.x"
+    for bad in ("", "-x", "a b", "请求", "x" * 65, "a\x00"):
+        with pytest.raises(InputError, match="不是有效的请求编号"):
+            check_request_id(bad)
+    assert update_id("accept", "r1") != update_id("issue_opinion", "r1")
+    assert new_request_id() != new_request_id()
+
+
+async def test_calendar_push_reaches_every_open_case(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.reports import calendar_push
+
+    h = harness
+    reg = await register(h.env.client, h.settings, parse_intake(petition()), task_queue=h.task_queue, actor=SCENARIO_DESK)
+    await _settle(h, h.env.client.get_workflow_handle(reg.case_id))
+
+    async def connect(settings: Any) -> Any:
+        return h.env.client
+
+    monkeypatch.setattr("engine.servers.connect", connect)
+    pushed = await calendar_push(h.settings)
+    assert pushed["pushed"] == 1 and pushed["failed"] == []

@@ -33,27 +33,27 @@ def _person(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("record", "field", "words"),
     [
-        (_with(channel="fax"), "channel", "got 'fax'"),
+        (_with(channel="fax"), "channel", "收到 'fax'"),
         (_with(content="   "), "content", "must not be empty"),
         (_with(title=""), "title", "must not be empty"),
         (_person(id_number="110101199001011238"), "petitioners[0].id_number", "check digit"),
         (_person(id_number="11010119900101123"), "petitioners[0].id_number", "17 digits"),
         (_person(phone="1380000"), "petitioners[0].phone", "phone number"),
         (_person(phone="12800000000"), "petitioners[0].phone", "phone number"),
-        (_with(disputed_amount=-1), "disputed_amount", "greater than or equal to 0"),
-        (_with(petitioners=[]), "petitioners", "at least 1"),
-        (_with(office_level="province"), "office_level", "got 'province'"),
-        (_with(risk="extreme"), "risk", "got 'extreme'"),
-        (_with(colour="red"), "colour", "not a field"),
+        (_with(disputed_amount=-1), "disputed_amount", "应大于或等于 0"),
+        (_with(petitioners=[]), "petitioners", "至少应有 1 项"),
+        (_with(office_level="province"), "office_level", "收到 'province'"),
+        (_with(risk="extreme"), "risk", "收到 'extreme'"),
+        (_with(colour="red"), "colour", "不是此记录的字段"),
     ],
 )
 def test_bad_intake_names_the_field(record: dict[str, Any], field: str, words: str) -> None:
     with pytest.raises(InputError) as err:
         parse_intake(record)
     message = str(err.value)
-    assert f"intake field '{field}'" in message
+    assert f"信访事项记录字段“{field}”" in message
     assert words in message
-    assert message.endswith(".")
+    assert message.endswith("。")
 
 
 def test_good_intake_passes_and_x_check_digit_is_accepted() -> None:
@@ -70,11 +70,11 @@ def test_masks_hide_personal_data() -> None:
 
 
 def test_bad_action_data_names_the_field() -> None:
-    with pytest.raises(InputError, match=r"extend data field 'days'"):
+    with pytest.raises(InputError, match=r"操作“延期”（extend）的数据字段“days”（延期天数）：应为整数（收到 'many'）"):
         parse_action("extend", {"days": "many", "approved_by": "局长", "reason": "复杂"})
     with pytest.raises(InputError, match=r"未知的操作“approve”"):
         parse_action("approve", {})
-    with pytest.raises(InputError, match=r"redirect data field 'route'"):
+    with pytest.raises(InputError, match=r"（redirect）的数据字段“route”（法定途径）：应为 .* 之一（收到 'petition'）"):
         parse_action("redirect", {"route": "petition"})
 
 

@@ -40,9 +40,9 @@ def test_intake_refuses_content_past_the_bound_naming_the_field() -> None:
     with pytest.raises(InputError) as info:
         parse_intake(petition(content="路灯坏了。" * 5000))
     message = str(info.value)
-    assert message.startswith("intake field 'content': is 25,000 characters long") and f"{MAX_CONTENT_CHARS:,}" in message
+    assert message.startswith("信访事项记录字段“content”（主要内容）：有 25,000 个字符") and f"{MAX_CONTENT_CHARS:,}" in message
     assert parse_intake(petition(content="灯" * MAX_CONTENT_CHARS)).content == "灯" * MAX_CONTENT_CHARS
-    with pytest.raises(InputError, match="intake field 'title'"):
+    with pytest.raises(InputError, match="信访事项记录字段“title”"):
         parse_intake(petition(title="标题" * 101))
 
 

@@ -50,6 +50,7 @@ from rules.vocabulary import (
     StaffRole,
     Stage,
 )
+from workflows.validation_messages import describe_validation_error as describe_validation_error
 
 TASK_QUEUE = "petitions"
 # Task priority (Temporal's priority key: 1 is served first, 3 is the default, 5 last). A petition
@@ -325,41 +326,6 @@ def printable(text: str, limit: int = 40) -> str:
         out.append(piece)
         size += len(piece)
     return "".join(out)
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + printable(str(part))
-    return out
-
-
-_MAX_PROBLEMS = 10
-
-
-def describe_validation_error(exc: ValidationError, what: str) -> str:
-    """One sentence per problem, each naming the field, for an operator."""
-    parts = []
-    errors = exc.errors()
-    for err in errors[:_MAX_PROBLEMS]:
-        loc = tuple(err.get("loc", ()))
-        msg = str(err.get("msg", "is invalid"))
-        msg = msg.removeprefix("Value error, ").rstrip(".")
-        if err.get("type") == "enum":
-            msg = f"{msg} (got {printable(repr(err.get('input')))})"
-        if err.get("type") == "extra_forbidden":
-            msg = "is not a field of this record"
-        if err.get("type") == "string_unicode" and isinstance(err.get("input"), str):
-            # a key that is not text (a lone surrogate): pydantic reports it at the record
-            loc, msg = (*loc, err["input"]), "is not a field of this record (its name holds a lone surrogate)"
-        field = _loc(loc)
-        parts.append(f"{what} field '{field}': {msg}" if field else f"{what}: {msg}")
-    if len(errors) > _MAX_PROBLEMS:
-        parts.append(f"and {len(errors) - _MAX_PROBLEMS:,} more problems")
-    return "; ".join(parts) + "."
 
 
 # --------------------------------------------------------------------------------------------
