@@ -525,10 +525,13 @@ class Driver:
         return False
 
     async def act(self, cid: str, action: str, data: dict[str, Any], done: Pred) -> bool:
-        from engine.desk import NoWorker, Refused
+        from engine.desk import NoWorker, Refused, new_request_id
         from engine.desk import act as desk_act
         from engine.scenario import acting_as
 
+        # One operator intention, one request id, reused by every attempt: an attempt that took
+        # effect is answered with its outcome (engine.desk.act), not refused as a second one.
+        rid = new_request_id()
         deadline = time.monotonic() + self.patience
         attempt = 0
         while time.monotonic() < deadline:
@@ -541,7 +544,7 @@ class Driver:
                 async with self.sem:
                     await asyncio.wait_for(
                         desk_act(self.client, self.settings, cid, action, data, actor=acting_as(action, self.units[cid]),
-                                 worker_wait=WORKER_WAIT),
+                                 worker_wait=WORKER_WAIT, request_id=rid),
                         120,
                     )  # fmt: skip
                 return True
