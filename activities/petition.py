@@ -16,6 +16,7 @@ import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +35,7 @@ from activities.db import (
     TimelineRow,
     TriageCorrectionRow,
     TriageDecisionRow,
+    as_utc,
     case_tally,
     count_document,
     count_intake,
@@ -67,6 +69,22 @@ from workflows.models import (
     TriageOutcome,
     TriageRequest,
     mask_personal_data,
+)
+from workflows.names import (
+    CALENDAR_IS_PUBLISHED,
+    CASE_NOT_REGISTERED,
+    DIGEST_ADD_CASE,
+    ENQUEUE_BATCH,
+    ISSUE_DOCUMENT,
+    RECORD_ARBITRATION,
+    RECORD_SCORE,
+    REGISTER_CASE,
+    RESOLVE_OFFICIALS,
+    SAVE_CASE,
+    SEND_DIGEST,
+    SEND_FALLBACK_NOTIFICATION,
+    SEND_NOTIFICATION,
+    TRIAGE_PETITION,
 )
 
 log = get_logger(component="activities")
@@ -154,7 +172,7 @@ class PetitionActivities:
         ]
 
     # ---------------------------------------------------------------------------------------
-    @activity.defn(name="register_case")
+    @activity.defn(name=REGISTER_CASE.name)
     async def register_case(self, req: RegisterCaseInput) -> RegisterCaseResult:
         return await asyncio.to_thread(self._register_case, req)
 
@@ -163,6 +181,9 @@ class PetitionActivities:
         with Session(self.engine) as s:
             if s.get(CaseRow, req.case_id) is not None:
                 return RegisterCaseResult(case_id=req.case_id, created=False)
+            lost = s.exec(select(IntakeRow).where(IntakeRow.key == f"{req.case_id}:1")).first()
+            if lost is not None:
+                return self._restore_case_row(s, req, lost)
             repeat = s.exec(select(CaseRow.case_id).where(CaseRow.matter_key == req.matter_key)).first() is not None
             first = IntakeRow(
                 key=f"{req.case_id}:1", case_id=req.case_id, at=req.registered_at, channel=intake.channel.value,
@@ -198,8 +219,40 @@ class PetitionActivities:
         log.info("case registered", case_id=req.case_id, channel=intake.channel.value, people=len(intake.petitioners))
         return RegisterCaseResult(case_id=req.case_id, created=True)
 
+    def _restore_case_row(self, s: Session, req: RegisterCaseInput, first: IntakeRow) -> RegisterCaseResult:
+        """The case was registered once (its first intake is here) but its row is gone: deleted, or a
+        database restored from an older backup. The workflow registers it again when `save_case`
+        says so (CaseNotRegistered): the row comes back with the cockpit's columns projected from
+        the timeline rows still here; the save that follows brings the rest. The intake is not
+        counted again; missing petitioner rows are written again."""
+        intake = req.intake
+        row = CaseRow(
+            repeat=first.repeat, case_id=req.case_id, matter_key=req.matter_key, locality=intake.locality,
+            channel=intake.channel.value, office_level=intake.office_level.value, title=intake.title,
+            person_count=len(intake.petitioners), rules_version=req.rules_version, registered_at=req.registered_at,
+            category=intake.category.value if intake.category else None,
+            risk=intake.risk.value if intake.risk else None, unit=intake.responsible_unit,
+        )  # fmt: skip
+        kept = s.exec(select(TimelineRow).where(TimelineRow.case_id == req.case_id).order_by(TimelineRow.seq)).all()  # type: ignore[arg-type]
+        # SQLite gives its datetimes back naive (they are UTC); its repeat visits were counted already.
+        project_events(row, [SimpleNamespace(kind=e.kind, data=e.data, at=as_utc(e.at)) for e in kept])
+        s.add(row)
+        have = set(s.exec(select(PetitionerRow.position).where(PetitionerRow.case_id == req.case_id)).all())
+        for i, p in enumerate(intake.petitioners):
+            if i not in have:
+                s.add(PetitionerRow(case_id=req.case_id, position=i, name=p.name, id_number=p.id_number, phone=p.phone))
+        try:
+            s.flush()
+            move_case_tally(s, None, case_tally(row))
+            s.commit()
+        except IntegrityError:
+            s.rollback()  # restored meanwhile by another attempt
+            return RegisterCaseResult(case_id=req.case_id, created=False)
+        log.warning("case row restored", case_id=req.case_id, timeline_rows=len(kept))
+        return RegisterCaseResult(case_id=req.case_id, created=True)
+
     # ---------------------------------------------------------------------------------------
-    @activity.defn(name="triage_petition")
+    @activity.defn(name=TRIAGE_PETITION.name)
     async def triage_petition(self, req: TriageRequest) -> TriageOutcome:
         # Off the event loop: classifying is CPU work (bounded by MAX_ANALYSED characters), and
         # other cases' activities and the worker's heartbeats must not wait behind it.
@@ -269,7 +322,7 @@ class PetitionActivities:
         return self.triage
 
     # ---------------------------------------------------------------------------------------
-    @activity.defn(name="save_case")
+    @activity.defn(name=SAVE_CASE.name)
     async def save_case(self, snap: CaseSnapshot) -> None:
         await asyncio.to_thread(self._save_case, snap)
 
@@ -277,7 +330,9 @@ class PetitionActivities:
         with Session(self.engine) as s:
             row = s.get(CaseRow, snap.case_id)
             if row is None:
-                raise ApplicationError(f"case {snap.case_id} is not registered", non_retryable=False)
+                # Retrying would not bring the row back: the workflow registers the case again
+                # (idempotent) and saves once more (workflows/effects.py, `_persist`).
+                raise ApplicationError(f"case {snap.case_id} is not registered", type=CASE_NOT_REGISTERED, non_retryable=True)
             before = case_tally(row)
             row.stage = snap.stage.value
             row.status = snap.status
@@ -337,7 +392,7 @@ class PetitionActivities:
         )
 
     # ---------------------------------------------------------------------------------------
-    @activity.defn(name="issue_document")
+    @activity.defn(name=ISSUE_DOCUMENT.name)
     async def issue_document(self, req: DocumentRequest) -> DocumentIssued:
         async with self._doc_lock:
             issued = await asyncio.to_thread(self._issue_document, req)
@@ -440,12 +495,12 @@ class PetitionActivities:
         return DocumentIssued(kind=req.kind, sha256=digest, ledger_index=appended.index, verification_code=code, path=str(path))
 
     # ---------------------------------------------------------------------------------------
-    @activity.defn(name="send_notification")
+    @activity.defn(name=SEND_NOTIFICATION.name)
     async def send_notification(self, req: NotificationRequest) -> NotificationSent:
         notifier = build_notifier(self.settings, req.channel) if self.settings.notify_adapter != "recording" else self.notifier
         return await self._deliver(notifier, req)
 
-    @activity.defn(name="send_fallback_notification")
+    @activity.defn(name=SEND_FALLBACK_NOTIFICATION.name)
     async def send_fallback_notification(self, req: NotificationRequest) -> NotificationSent:
         """The escalation path: the supervision office's duty log, which is always reachable."""
         return await self._deliver(self.fallback, req)
@@ -486,7 +541,7 @@ class PetitionActivities:
         )
 
     # ---------------------------------------------------------------------------------------
-    @activity.defn(name="record_score")
+    @activity.defn(name=RECORD_SCORE.name)
     async def record_score(self, req: ScoreRequest) -> None:
         await asyncio.to_thread(self._record_score, req)
 
@@ -514,7 +569,7 @@ class PetitionActivities:
                 s.rollback()
 
     # ---------------------------------------------------------------------------------------
-    @activity.defn(name="resolve_officials")
+    @activity.defn(name=RESOLVE_OFFICIALS.name)
     async def resolve_officials(self, unit: str) -> list[str]:
         if self._officials is None:
             with open(RULES_DIR / "officials.toml", "rb") as fh:
@@ -524,14 +579,14 @@ class PetitionActivities:
         return [str(n).replace("{unit}", unit) for n in names]
 
     # ---------------------------------------------------------------------------------------
-    @activity.defn(name="calendar_is_published")
+    @activity.defn(name=CALENDAR_IS_PUBLISHED.name)
     async def calendar_is_published(self, snapshot: CalendarSnapshot) -> bool:
         """Is this the holiday calendar the engine publishes? (a `reload_calendar` signal's check)"""
         from engine.desk import is_published_calendar
 
         return await asyncio.to_thread(is_published_calendar, self.settings, snapshot)
 
-    @activity.defn(name="enqueue_batch")
+    @activity.defn(name=ENQUEUE_BATCH.name)
     async def enqueue_batch(self, req: BatchEnqueue) -> None:
         """Add a low-risk case to its unit's next-morning digest (signal-with-start)."""
         if self.client is None:
@@ -542,11 +597,11 @@ class PetitionActivities:
             DigestStart(digest_id=digest_id, unit=req.unit, batch_at=req.batch_at),
             id=digest_id,
             task_queue=req.task_queue,
-            start_signal="add_case",
+            start_signal=DIGEST_ADD_CASE.name,
             start_signal_args=[DigestItem(case_id=req.case_id, title=req.title, token=req.token)],
         )
 
-    @activity.defn(name="send_digest")
+    @activity.defn(name=SEND_DIGEST.name)
     async def send_digest(self, req: DigestRequest) -> NotificationSent:
         lines = [f"{i + 1}. {item.case_id} {item.title}" for i, item in enumerate(req.items)]
         # The batch's own cases name it: a follow-up batch of the same size is another notice
@@ -566,7 +621,7 @@ class PetitionActivities:
 
 
     # ---------------------------------------------------------------------------------------
-    @activity.defn(name="record_arbitration")
+    @activity.defn(name=RECORD_ARBITRATION.name)
     async def record_arbitration(self, rec: ArbitrationRecord) -> None:
         await asyncio.to_thread(self._record_arbitration, rec)
 

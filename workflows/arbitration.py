@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+# Pure, stateless modules (this package's too: clocks, notices, names...) pass through the sandbox:
+# imported once, not again for every workflow run (docs/benchmarks.md).
 with workflow.unsafe.imports_passed_through():
     from rules.deadlines import HolidayCalendar, compute_deadline
     from rules.vocabulary import ArbitrationEvent, DeadlineName
@@ -23,6 +25,14 @@ with workflow.unsafe.imports_passed_through():
         ArbitrationStart,
         ArbitrationStep,
     )
+    from workflows.names import (
+        ARBITRATION_OVERDUE,
+        ARBITRATION_RECORD,
+        ARBITRATION_STOP,
+        RECORD_ARBITRATION,
+        send,
+    )
+
 
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 _FINAL = {ArbitrationEvent.confirmed, ArbitrationEvent.court}
@@ -35,11 +45,11 @@ class ArbitrationWorkflow:
         self.stopped: str | None = None
         self.seen = 0  # steps already acted on
 
-    @workflow.signal
+    @workflow.signal(name=ARBITRATION_RECORD.name)
     def record(self, step: ArbitrationStep) -> None:
         self.steps.append(step)
 
-    @workflow.signal
+    @workflow.signal(name=ARBITRATION_STOP.name)
     def stop(self, reason: str) -> None:
         """The petition closed for another reason (mediated, withdrawn...): the track ends."""
         self.stopped = reason
@@ -87,15 +97,17 @@ class ArbitrationWorkflow:
             for name, when in list(due.items()):
                 if when <= now:
                     del due[name]
-                    await workflow.get_external_workflow_handle(start.case_id).signal(
-                        "arbitration_overdue", ArbitrationOverdue(deadline=name, due=when, token=start.parent_token)
+                    await send(
+                        workflow.get_external_workflow_handle(start.case_id),
+                        ARBITRATION_OVERDUE,
+                        ArbitrationOverdue(deadline=name, due=when, token=start.parent_token),
                     )
         await self._save(start, "closed", outcome, workflow.now())
         return outcome or "closed"
 
     async def _save(self, start: ArbitrationStart, status: str, outcome: str | None, at: datetime) -> None:
         await workflow.execute_activity(
-            "record_arbitration",
+            RECORD_ARBITRATION.name,
             ArbitrationRecord(
                 case_id=start.case_id,
                 unit=start.unit,

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from temporalio.common import Priority
 
-from rules.deadlines import CalendarSnapshot
+from rules.deadlines import CalendarSnapshot, Pause
 from rules.ruleset import RuleSet
 from rules.vocabulary import (
     MAX_CONTENT_CHARS,
@@ -356,6 +356,12 @@ class CaseStart(_Model):
     prior_final_case: str | None = None
     use_search_attributes: bool = True
     registered_by: Actor | None = None
+    # Continue as new once the run's history has this many events (None: only when the server
+    # suggests it). Tests set it low; a nail case with hundreds of visits reaches the suggestion.
+    continue_as_new_after: int | None = Field(default=None, ge=10)
+    # The case's state when a long life continues as new (workflows/petition.py): the new run
+    # resumes from it instead of registering again. None for a case's first run.
+    carried: CaseModel | None = None
 
 
 class TimelineEvent(_Model):
@@ -742,6 +748,77 @@ class DigestRequest(_Model):
     unit: str
     batch_at: datetime
     items: list[DigestItem]
+
+
+# --------------------------------------------------------------------------------------------
+# The petition workflow's state: one model of everything that changes in a case's life (the rest
+# is fixed in CaseStart). workflows/case_model.py derives from it the `state` query, the snapshot
+# the database keeps and the facts the rules look at. It travels in CaseStart.carried when a long
+# life continues as new, so the new run resumes exactly where the last one stopped.
+# --------------------------------------------------------------------------------------------
+
+
+class ClockState(_Model):
+    """A statutory period; its due instant is always recomputed from its start and rule
+    (workflows/clocks.py), never patched onto a timer."""
+
+    name: DeadlineName
+    started_at: datetime
+    extra: int = 0  # days added by an extension
+    due: datetime
+    provisional: bool = False
+    status: Literal["running", "paused", "met", "overdue", "stopped"] = "running"
+    pauses: list[Pause] = Field(default_factory=list)
+
+
+class LadderState(_Model):
+    """The three-letters ladder (三函两书) of rules/ladder.py, as far as this case climbed it."""
+
+    step: str | None = None  # warning | supervision while a letter runs; None otherwise
+    progress: bool = False  # substantive progress reported under the supervision letter
+    rearms: int = 0  # supervision letters re-armed for progress
+    officials: list[str] = Field(default_factory=list)  # named by flag_major_risk
+    reason: str = ""
+    # PetitionLadder: warning | supervision while a letter runs, then accountability (the ladder
+    # ended in an accountability recommendation) or ended (resolved, or the case closed).
+    search_value: str | None = None
+
+
+class CaseModel(_Model):
+    """Everything about one case that changes during its life."""
+
+    registered_at: datetime | None = None  # the intake: offsets and the acceptance period count from it
+    stage: Stage = Stage.registered
+    outcome: Outcome | None = None
+    closed: bool = False
+    ready: bool = False  # registration and triage have run
+    events: list[TimelineEvent] = Field(default_factory=list)
+    persisted: int = 0  # events saved to the database (a save sends the ones after them)
+    clocks: dict[DeadlineName, ClockState] = Field(default_factory=dict)
+    triage: TriageOutcome | None = None
+    category: Category | None = None
+    risk: Risk | None = None
+    unit: str | None = None
+    visits: int = 1
+    nail_case: bool = False
+    leader: str | None = None  # 领导包案
+    mediation_eligible: bool = False
+    mediation_failed: bool = False
+    mediation_agreed_unfulfilled: bool = False
+    mediated: bool = False
+    failed_review_scored: bool = False
+    extension_used: int = 0
+    review_decided: bool = False
+    opinion: DocumentIssued | None = None  # the handling opinion, enclosed in ladder notices
+    ladder: LadderState = Field(default_factory=LadderState)
+    arbitration: str | None = None  # the green channel's last step ("started", "filed"…)
+    # A secret the case's own digest and arbitration track echo in their signals.
+    signal_token: str = ""
+    search_attributes: dict[str, str | bool] = Field(default_factory=dict)  # name -> value last upserted
+    occurrences: dict[str, int] = Field(default_factory=dict)  # idempotency keys issued, per kind
+
+
+CaseStart.model_rebuild()
 
 
 
