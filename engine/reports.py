@@ -35,6 +35,7 @@ from engine.desk import InputError, load_calendar
 from rules.deadlines import SHANGHAI
 from rules.ruleset import load_rules
 from workflows.models import printable
+from workflows.names import RELOAD_CALENDAR
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -311,7 +312,7 @@ async def _push_to(handle: Any, snapshot: Any, may_retry: Callable[[], bool]) ->
 
     for attempt in itertools.count():
         try:
-            await handle.signal("reload_calendar", snapshot, rpc_timeout=timedelta(seconds=10))
+            await handle.signal(RELOAD_CALENDAR.name, snapshot, rpc_timeout=timedelta(seconds=10))
             return None
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND or "completed" in str(err) or "closed" in str(err):

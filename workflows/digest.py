@@ -21,8 +21,8 @@ with workflow.unsafe.imports_passed_through():
         DigestItem,
         DigestRequest,
         DigestStart,
-        NotificationSent,
     )
+    from workflows.names import BATCH_DELIVERED, DIGEST_ADD_CASE, SEND_DIGEST, send
 
 
 @workflow.defn(name=DIGEST_WORKFLOW)
@@ -31,7 +31,7 @@ class BatchDigestWorkflow:
         self.items: list[DigestItem] = []
         self.sent = 0
 
-    @workflow.signal
+    @workflow.signal(name=DIGEST_ADD_CASE.name)
     def add_case(self, item: DigestItem) -> None:
         if all(i.case_id != item.case_id for i in self.items):
             self.items.append(item)
@@ -45,17 +45,18 @@ class BatchDigestWorkflow:
         while self.sent < len(self.items):
             batch = self.items[self.sent :]
             sent = await workflow.execute_activity(
-                "send_digest",
+                SEND_DIGEST.name,
                 DigestRequest(digest_id=start.digest_id, unit=start.unit, batch_at=start.batch_at, items=batch),
-                result_type=NotificationSent,
+                result_type=SEND_DIGEST.result,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
             )
             self.sent += len(batch)
             for item in batch:
                 try:
-                    await workflow.get_external_workflow_handle(item.case_id).signal(
-                        "batch_delivered",
+                    await send(
+                        workflow.get_external_workflow_handle(item.case_id),
+                        BATCH_DELIVERED,
                         BatchDelivered(
                             digest_id=start.digest_id,
                             delivered_at=workflow.now(),
