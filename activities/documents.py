@@ -872,20 +872,14 @@ class PdfKeeper:
         """`call` in the worker's PDF process, after the activities' own PDFs (fresh documents first)
         or `patience` seconds; a PDF process that died (killed, out of memory) is replaced, for this
         call and every later PDF of the worker."""
-        from activities import petition  # petition imports this module
+        from activities.petition import pdf_pool, pdfs_written  # petition imports this module
 
-        deadline = time.monotonic() + self.patience
-        while petition._PDF_TASKS and (left := deadline - time.monotonic()) > 0:
-            await asyncio.wait(list(petition._PDF_TASKS), timeout=left)
+        await pdfs_written(timeout=self.patience)
         loop = asyncio.get_running_loop()
-        pool = petition._pdf_pool()
         try:
-            return await loop.run_in_executor(pool, call)
-        except BrokenProcessPool:
-            if petition._PDF_POOL is pool:
-                petition._PDF_POOL = None
-            pool.shutdown(wait=False)
-        return await loop.run_in_executor(petition._pdf_pool(), call)
+            return await loop.run_in_executor(pdf_pool(), call)
+        except BrokenProcessPool:  # the process died (before or during the call): its replacement
+            return await loop.run_in_executor(pdf_pool(), call)
 
 
 

@@ -12,12 +12,14 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import time
 import tomllib
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -51,25 +53,7 @@ from engine.logs import get_logger
 from rules.deadlines import CalendarSnapshot
 from rules.triage import Triage, TriageInput, TriageResult, load_triage
 from rules.vocabulary import DocumentKind, Risk
-from workflows.models import (
-    DIGEST_WORKFLOW,
-    ArbitrationRecord,
-    BatchEnqueue,
-    CaseSnapshot,
-    DigestItem,
-    DigestRequest,
-    DigestStart,
-    DocumentIssued,
-    DocumentRequest,
-    NotificationRequest,
-    NotificationSent,
-    RegisterCaseInput,
-    RegisterCaseResult,
-    ScoreRequest,
-    TriageOutcome,
-    TriageRequest,
-    mask_personal_data,
-)
+from workflows import models
 from workflows.names import (
     CALENDAR_IS_PUBLISHED,
     CASE_NOT_REGISTERED,
@@ -113,9 +97,14 @@ def _pdf_process_init(parent: int) -> None:
         os._exit(0)
 
 
-def _pdf_pool() -> ProcessPoolExecutor:
-    """One process renders PDFs for this worker ("spawn": the worker process has threads)."""
+def pdf_pool() -> ProcessPoolExecutor:
+    """The one process that renders PDFs for this worker ("spawn": the worker process has threads),
+    started on first use. One that died (killed, out of memory: its pool is broken) is replaced,
+    for the activities' PDFs and the PDF keeper's (activities/documents.py) alike."""
     global _PDF_POOL
+    if _PDF_POOL is not None and _PDF_POOL._broken:
+        _PDF_POOL.shutdown(wait=False)
+        _PDF_POOL = None
     if _PDF_POOL is None:
         _PDF_POOL = ProcessPoolExecutor(
             max_workers=1,
@@ -126,16 +115,38 @@ def _pdf_pool() -> ProcessPoolExecutor:
     return _PDF_POOL
 
 
-async def pdfs_written() -> None:
-    """Wait for the PDFs still being rendered (the scenario runner, tests, a worker stopping)."""
+async def pdfs_written(timeout: float | None = None) -> None:
+    """Wait for the PDFs this process's activities are still rendering (the scenario runner, tests,
+    a worker stopping), or at most `timeout` seconds (the PDF keeper lets fresh documents go first)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     while _PDF_TASKS:
-        await asyncio.gather(*list(_PDF_TASKS), return_exceptions=True)
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        await asyncio.wait(list(_PDF_TASKS), timeout=left)
 
 
 def digest_id_for(unit: str, batch_at: datetime) -> str:
     """One digest workflow per unit per batch instant; the unit's name is hashed into the id."""
     unit_hash = hashlib.sha256(unit.encode()).hexdigest()[:12]
     return f"digest-{unit_hash}-{batch_at.strftime('%Y%m%dT%H%M')}"
+
+
+S = TypeVar("S")
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+def _in_thread(body: Callable[[S, A], R]) -> Callable[[S, A], Coroutine[Any, Any, R]]:
+    """An activity whose body blocks (the database, CPU work), run in a thread of its own: the
+    event loop goes on with other cases' activities and the worker's heartbeats meanwhile. Temporal
+    reads the argument's and the result's types from `body`'s signature."""
+
+    @functools.wraps(body)
+    async def activity_in_thread(self: S, arg: A) -> R:
+        return await asyncio.to_thread(body, self, arg)
+
+    return activity_in_thread
 
 
 class PetitionActivities:
@@ -173,14 +184,12 @@ class PetitionActivities:
 
     # ---------------------------------------------------------------------------------------
     @activity.defn(name=REGISTER_CASE.name)
-    async def register_case(self, req: RegisterCaseInput) -> RegisterCaseResult:
-        return await asyncio.to_thread(self._register_case, req)
-
-    def _register_case(self, req: RegisterCaseInput) -> RegisterCaseResult:
+    @_in_thread
+    def register_case(self, req: models.RegisterCaseInput) -> models.RegisterCaseResult:
         intake = req.intake
         with Session(self.engine) as s:
             if s.get(CaseRow, req.case_id) is not None:
-                return RegisterCaseResult(case_id=req.case_id, created=False)
+                return models.RegisterCaseResult(case_id=req.case_id, created=False)
             lost = s.exec(select(IntakeRow).where(IntakeRow.key == f"{req.case_id}:1")).first()
             if lost is not None:
                 return self._restore_case_row(s, req, lost)
@@ -215,11 +224,13 @@ class PetitionActivities:
                 s.commit()
             except IntegrityError:
                 s.rollback()
-                return RegisterCaseResult(case_id=req.case_id, created=False)
+                return models.RegisterCaseResult(case_id=req.case_id, created=False)
         log.info("case registered", case_id=req.case_id, channel=intake.channel.value, people=len(intake.petitioners))
-        return RegisterCaseResult(case_id=req.case_id, created=True)
+        return models.RegisterCaseResult(case_id=req.case_id, created=True)
 
-    def _restore_case_row(self, s: Session, req: RegisterCaseInput, first: IntakeRow) -> RegisterCaseResult:
+    def _restore_case_row(
+        self, s: Session, req: models.RegisterCaseInput, first: IntakeRow
+    ) -> models.RegisterCaseResult:
         """The case was registered once (its first intake is here) but its row is gone: deleted, or a
         database restored from an older backup. The workflow registers it again when `save_case`
         says so (CaseNotRegistered): the row comes back with the cockpit's columns projected from
@@ -247,34 +258,30 @@ class PetitionActivities:
             s.commit()
         except IntegrityError:
             s.rollback()  # restored meanwhile by another attempt
-            return RegisterCaseResult(case_id=req.case_id, created=False)
+            return models.RegisterCaseResult(case_id=req.case_id, created=False)
         log.warning("case row restored", case_id=req.case_id, timeline_rows=len(kept))
-        return RegisterCaseResult(case_id=req.case_id, created=True)
+        return models.RegisterCaseResult(case_id=req.case_id, created=True)
 
     # ---------------------------------------------------------------------------------------
     @activity.defn(name=TRIAGE_PETITION.name)
-    async def triage_petition(self, req: TriageRequest) -> TriageOutcome:
-        # Off the event loop: classifying is CPU work (bounded by MAX_ANALYSED characters), and
-        # other cases' activities and the worker's heartbeats must not wait behind it.
-        return await asyncio.to_thread(self._triage_petition, req)
-
-    def _triage_petition(self, req: TriageRequest) -> TriageOutcome:
+    @_in_thread  # classifying is CPU work (bounded by MAX_ANALYSED characters)
+    def triage_petition(self, req: models.TriageRequest) -> models.TriageOutcome:
         triage = self._triage_for(req.collective_min_workers)
         i = req.intake
         fields = i.model_dump(include=set(TriageInput.model_fields))
         result = triage.classify(TriageInput(**fields))
         self._record_triage(req, result)
-        return TriageOutcome(
+        return models.TriageOutcome(
             **result.model_dump(),
             principal_leader=triage.principal_leader(i.locality),
             deputy_leader=triage.deputy_leader(i.locality, result.category),
         )
 
-    def _record_triage(self, req: TriageRequest, r: TriageResult) -> None:
+    def _record_triage(self, req: models.TriageRequest, r: TriageResult) -> None:
         """The decision for drift reports, and each operator override as a labelled example."""
         i = req.intake
         names = [p.name for p in i.petitioners]
-        title, content = mask_personal_data(i.title, names), mask_personal_data(i.content, names)
+        title, content = models.mask_personal_data(i.title, names), models.mask_personal_data(i.content, names)
         now = datetime.now(UTC)
         suggested = {
             "category": (r.suggested_category or r.category).value,
@@ -323,10 +330,8 @@ class PetitionActivities:
 
     # ---------------------------------------------------------------------------------------
     @activity.defn(name=SAVE_CASE.name)
-    async def save_case(self, snap: CaseSnapshot) -> None:
-        await asyncio.to_thread(self._save_case, snap)
-
-    def _save_case(self, snap: CaseSnapshot) -> None:
+    @_in_thread
+    def save_case(self, snap: models.CaseSnapshot) -> None:
         with Session(self.engine) as s:
             row = s.get(CaseRow, snap.case_id)
             if row is None:
@@ -393,7 +398,7 @@ class PetitionActivities:
 
     # ---------------------------------------------------------------------------------------
     @activity.defn(name=ISSUE_DOCUMENT.name)
-    async def issue_document(self, req: DocumentRequest) -> DocumentIssued:
+    async def issue_document(self, req: models.DocumentRequest) -> models.DocumentIssued:
         async with self._doc_lock:
             issued = await asyncio.to_thread(self._issue_document, req)
         # The PDF in the background: it takes about half a second, and neither the log's appends nor
@@ -407,7 +412,7 @@ class PetitionActivities:
     async def pdfs_written(self) -> None:
         await pdfs_written()
 
-    async def _issue_pdf(self, req: DocumentRequest, issued: DocumentIssued) -> None:
+    async def _issue_pdf(self, req: models.DocumentRequest, issued: models.DocumentIssued) -> None:
         """The PDF beside the text file (to print, or to open on a phone and scan). The text is the
         document; a PDF that cannot be written is logged, never a failed activity. A retry writes a
         PDF that is missing. Rendered in a process of its own: it is CPU work (font subsetting), and
@@ -415,7 +420,7 @@ class PetitionActivities:
         try:
             fields, addressee = await asyncio.to_thread(lambda: (self._fields(req), self._addressee(req.case_id)))
             await asyncio.get_running_loop().run_in_executor(
-                _pdf_pool(),
+                pdf_pool(),
                 functools.partial(
                     write_pdf,
                     Path(issued.path),
@@ -437,18 +442,18 @@ class PetitionActivities:
             people = s.exec(select(PetitionerRow).where(PetitionerRow.case_id == case_id).order_by(PetitionerRow.position)).all()  # type: ignore[arg-type]
         return "、".join(p.name for p in people) or "信访人"
 
-    def _fields(self, req: DocumentRequest) -> dict[str, Any]:
+    def _fields(self, req: models.DocumentRequest) -> dict[str, Any]:
         """The document's fields, with what the engine adds: the acceptance notice's query code."""
         if req.kind != DocumentKind.acceptance_notice:
             return req.fields
         url = f"{self.settings.resolved_public_url()}/q"
         return {"query_code": self.settings.query_code(req.case_id), "query_url": url, **req.fields}
 
-    def _issue_document(self, req: DocumentRequest) -> DocumentIssued:
+    def _issue_document(self, req: models.DocumentRequest) -> models.DocumentIssued:
         with Session(self.engine) as s:
             done = s.exec(select(DocumentRow).where(DocumentRow.idempotency_key == req.idempotency_key)).first()
             if done is not None:
-                return DocumentIssued(
+                return models.DocumentIssued(
                     kind=req.kind,
                     sha256=done.sha256,
                     ledger_index=done.ledger_index,
@@ -492,30 +497,22 @@ class PetitionActivities:
             except IntegrityError:
                 s.rollback()
         log.info("document issued", case_id=req.case_id, kind=req.kind.value, ledger_index=appended.index)
-        return DocumentIssued(kind=req.kind, sha256=digest, ledger_index=appended.index, verification_code=code, path=str(path))
+        return models.DocumentIssued(kind=req.kind, sha256=digest, ledger_index=appended.index, verification_code=code, path=str(path))
 
     # ---------------------------------------------------------------------------------------
     @activity.defn(name=SEND_NOTIFICATION.name)
-    async def send_notification(self, req: NotificationRequest) -> NotificationSent:
+    async def send_notification(self, req: models.NotificationRequest) -> models.NotificationSent:
         notifier = build_notifier(self.settings, req.channel) if self.settings.notify_adapter != "recording" else self.notifier
         return await self._deliver(notifier, req)
 
     @activity.defn(name=SEND_FALLBACK_NOTIFICATION.name)
-    async def send_fallback_notification(self, req: NotificationRequest) -> NotificationSent:
+    async def send_fallback_notification(self, req: models.NotificationRequest) -> models.NotificationSent:
         """The escalation path: the supervision office's duty log, which is always reachable."""
         return await self._deliver(self.fallback, req)
 
-    async def _deliver(self, notifier: Any, req: NotificationRequest) -> NotificationSent:
+    async def _deliver(self, notifier: Any, req: models.NotificationRequest) -> models.NotificationSent:
         notice = Notice(
-            idempotency_key=req.idempotency_key,
-            case_id=req.case_id,
-            tier=req.tier,
-            recipient_role=req.recipient_role,
-            recipient=req.recipient,
-            channel=req.channel,
-            subject=req.subject,
-            body=req.body,
-            deadline=req.deadline.isoformat() if req.deadline else None,
+            **req.model_dump(exclude={"deadline"}), deadline=req.deadline.isoformat() if req.deadline else None
         )
         try:
             delivery = await notifier.send(notice)
@@ -532,20 +529,12 @@ class PetitionActivities:
                 non_retryable=not err.retryable,
             ) from err
         log.info("notification sent", case_id=req.case_id, tier=req.tier.value, adapter=delivery.adapter)
-        return NotificationSent(
-            channel=delivery.channel,
-            delivered=delivery.delivered,
-            adapter=delivery.adapter,
-            sent_at=delivery.sent_at,
-            detail=delivery.detail,
-        )
+        return models.NotificationSent.model_validate(delivery, from_attributes=True)  # what the workflow keeps of it
 
     # ---------------------------------------------------------------------------------------
     @activity.defn(name=RECORD_SCORE.name)
-    async def record_score(self, req: ScoreRequest) -> None:
-        await asyncio.to_thread(self._record_score, req)
-
-    def _record_score(self, req: ScoreRequest) -> None:
+    @_in_thread
+    def record_score(self, req: models.ScoreRequest) -> None:
         with Session(self.engine) as s:
             exists = s.exec(select(ScoreEventRow.id).where(ScoreEventRow.idempotency_key == req.idempotency_key)).first()
             if exists is not None:
@@ -587,27 +576,27 @@ class PetitionActivities:
         return await asyncio.to_thread(is_published_calendar, self.settings, snapshot)
 
     @activity.defn(name=ENQUEUE_BATCH.name)
-    async def enqueue_batch(self, req: BatchEnqueue) -> None:
+    async def enqueue_batch(self, req: models.BatchEnqueue) -> None:
         """Add a low-risk case to its unit's next-morning digest (signal-with-start)."""
         if self.client is None:
             raise ApplicationError("no Temporal client to start the daily digest", non_retryable=True)
         digest_id = digest_id_for(req.unit, req.batch_at)
         await self.client.start_workflow(
-            DIGEST_WORKFLOW,
-            DigestStart(digest_id=digest_id, unit=req.unit, batch_at=req.batch_at),
+            models.DIGEST_WORKFLOW,
+            models.DigestStart(digest_id=digest_id, unit=req.unit, batch_at=req.batch_at),
             id=digest_id,
             task_queue=req.task_queue,
             start_signal=DIGEST_ADD_CASE.name,
-            start_signal_args=[DigestItem(case_id=req.case_id, title=req.title, token=req.token)],
+            start_signal_args=[models.DigestItem(case_id=req.case_id, title=req.title, token=req.token)],
         )
 
     @activity.defn(name=SEND_DIGEST.name)
-    async def send_digest(self, req: DigestRequest) -> NotificationSent:
+    async def send_digest(self, req: models.DigestRequest) -> models.NotificationSent:
         lines = [f"{i + 1}. {item.case_id} {item.title}" for i, item in enumerate(req.items)]
         # The batch's own cases name it: a follow-up batch of the same size is another notice
         # (a key from the size alone made it a "duplicate" that was never sent).
         batch = hashlib.sha256("\n".join(item.case_id for item in req.items).encode()).hexdigest()[:16]
-        notice = NotificationRequest(
+        notice = models.NotificationRequest(
             idempotency_key=f"{req.digest_id}:{batch}",
             case_id=req.items[0].case_id if req.items else req.digest_id,
             tier="batch",  # type: ignore[arg-type]
@@ -619,20 +608,15 @@ class PetitionActivities:
         )
         return await self._deliver(self.notifier, notice)
 
-
     # ---------------------------------------------------------------------------------------
     @activity.defn(name=RECORD_ARBITRATION.name)
-    async def record_arbitration(self, rec: ArbitrationRecord) -> None:
-        await asyncio.to_thread(self._record_arbitration, rec)
-
-    def _record_arbitration(self, rec: ArbitrationRecord) -> None:
+    @_in_thread
+    def record_arbitration(self, rec: models.ArbitrationRecord) -> None:
         with Session(self.engine) as s:
-            row = s.get(ArbitrationRow, rec.case_id)
-            if row is None:
-                row = ArbitrationRow(
-                    case_id=rec.case_id, unit=rec.unit, workers=rec.workers, amount=rec.amount,
-                    started_at=rec.at, updated_at=rec.at,
-                )
+            row = s.get(ArbitrationRow, rec.case_id) or ArbitrationRow(
+                case_id=rec.case_id, unit=rec.unit, workers=rec.workers, amount=rec.amount,
+                started_at=rec.at, updated_at=rec.at,
+            )
             row.status = rec.status
             row.outcome = rec.outcome or row.outcome
             row.updated_at = rec.at

@@ -37,17 +37,28 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 # ------------------------------------------------------------------------------------------------
 
 
-def bench_parser(doc: str | None, *, keep: str | None = None, profile: str | None = None) -> argparse.ArgumentParser:
+def bench_parser(
+    doc: str | None,
+    *,
+    keep: str | None = None,
+    profile: str | None = None,
+    concurrency: tuple[int, str] | None = None,
+) -> argparse.ArgumentParser:
     """A benchmark's command line, its module docstring as the help (laid out as written).
 
     `keep` names the folder `--keep` keeps (the data folder, the drill's folder...); `profile`, when
-    given, adds `--profile FILE` and says when the profile runs (an empty string: the whole run).
+    given, adds `--profile FILE` and says when the profile runs (an empty string: the whole run);
+    `concurrency` (its default, what is in flight), when given, adds `--concurrency N`: how many
+    registrations, lives... at most at once (as `bounded` runs them).
     """
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     if profile is not None:
         parser.add_argument("--profile", type=Path, help=f"write a pyinstrument text profile of this process{profile} here")
     if keep is not None:
         parser.add_argument("--keep", type=Path, help=f"keep {keep} here (default: a temporary one, removed)")
+    if concurrency is not None:
+        default, what = concurrency
+        parser.add_argument("--concurrency", type=int, default=default, help=f"{what} in flight at once")
     return parser
 
 

@@ -75,8 +75,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (  # noqa: E402
     BENCH_RULES,
@@ -89,6 +88,7 @@ from bench._common import (  # noqa: E402
     quiet_logging,
     rules_with,
 )
+from engine.config import PROJECT_DIR  # noqa: E402
 from rules.vocabulary import Category, Channel, OfficeLevel, Risk  # noqa: E402
 from workflows.models import Intake, Petitioner  # noqa: E402
 
@@ -359,14 +359,14 @@ def copy_code(dest: Path) -> None:
     """The code a worker runs, as it is now (bytecode included: a restart need not recompile)."""
     dest.mkdir(parents=True)
     for name in ("engine", "workflows", "activities", "rules"):
-        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("static", "templates", "triage_corpus"))
-    shutil.copy2(ROOT / "worker.py", dest / "worker.py")
+        shutil.copytree(PROJECT_DIR / name, dest / name, ignore=shutil.ignore_patterns("static", "templates", "triage_corpus"))
+    shutil.copy2(PROJECT_DIR / "worker.py", dest / "worker.py")
 
 
 def git_state() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=10)
         return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "?"
@@ -1282,19 +1282,21 @@ def report(args: argparse.Namespace, stack: Stack, driver: Driver, acc: Accounts
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser(__doc__, keep="the drill's folder")
-    parser.add_argument("--cases", type=int, default=1000, help="cases to register")
-    parser.add_argument("--kills", type=int, default=100, help="times the worker is killed (SIGKILL)")
-    parser.add_argument("--restarts", type=int, default=3, help="times the dev server is stopped and started again")
-    parser.add_argument("--seed", type=int, default=1, help="the mix, the order and the chaos's timing")
-    parser.add_argument("--max-rate", type=float, default=2.0, help="registrations per second at most")
-    parser.add_argument("--kill-every", type=float, default=10.0, help="mean seconds a worker polls before it is killed")
-    parser.add_argument("--down", type=float, nargs=2, default=[3.0, 10.0], metavar=("MIN", "MAX"), help="seconds the server stays down")
-    parser.add_argument("--concurrency", type=int, default=16, help="registrations and actions in flight at once")
-    parser.add_argument("--patience", type=float, default=7200.0, help="seconds a life waits for a step or retries an action")
-    parser.add_argument("--settle-timeout", type=float, default=600.0, help="seconds to wait for every workflow to settle")
-    parser.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines")
-    parser.add_argument("--no-pdfs", action="store_true", help="the worker renders no PDFs (they cost ~1 s of CPU each)")
+    parser = bench_parser(__doc__, keep="the drill's folder", concurrency=(16, "registrations and actions"))
+    cases = parser.add_argument_group("the cases")
+    cases.add_argument("--cases", type=int, default=1000, help="cases to register")
+    cases.add_argument("--seed", type=int, default=1, help="the mix, the order and the chaos's timing")
+    cases.add_argument("--max-rate", type=float, default=2.0, help="registrations per second at most")
+    cases.add_argument("--no-pdfs", action="store_true", help="the worker renders no PDFs (they cost ~1 s of CPU each)")
+    chaos = parser.add_argument_group("the chaos")
+    chaos.add_argument("--kills", type=int, default=100, help="times the worker is killed (SIGKILL)")
+    chaos.add_argument("--kill-every", type=float, default=10.0, help="mean seconds a worker polls before it is killed")
+    chaos.add_argument("--restarts", type=int, default=3, help="times the dev server is stopped and started again")
+    chaos.add_argument("--down", type=float, nargs=2, default=[3.0, 10.0], metavar=("MIN", "MAX"), help="seconds the server stays down")
+    waits = parser.add_argument_group("waiting")
+    waits.add_argument("--patience", type=float, default=7200.0, help="seconds a life waits for a step or retries an action")
+    waits.add_argument("--settle-timeout", type=float, default=600.0, help="seconds to wait for every workflow to settle")
+    waits.add_argument("--progress", type=float, default=30.0, help="seconds between progress lines")
     args = parser.parse_args(argv)
     if args.cases < 1 or args.kills < 0 or args.restarts < 0:
         parser.error("--cases must be at least 1, --kills and --restarts at least 0")

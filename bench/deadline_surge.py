@@ -398,16 +398,18 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser(__doc__, keep="the data folder", profile=" (during the surge)")
-    parser.add_argument("--cases", type=int, default=5000, help="open cases whose deadline runs out together")
-    parser.add_argument("--concurrency", type=int, default=50, help="registrations in flight at once")
-    parser.add_argument("--calibrate", type=int, default=100, help="cases registered first to measure the rate (not in the surge)")
-    parser.add_argument("--safety", type=float, default=0.8, help="plan the registration at this share of the calibrated rate")
-    parser.add_argument("--margin", type=float, default=30.0, help="seconds between the planned end of registration and T")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the surge to drain")
-    parser.add_argument("--poll", type=float, default=1.0, help="seconds between checks of the database and the log")
-    parser.add_argument("--urgent", type=int, default=0, help="high-risk petitions registered while the deadlines expire")
-    parser.add_argument("--urgent-span", type=float, default=60.0, help="seconds after T over which the urgent petitions are spread")
+    parser = bench_parser(__doc__, keep="the data folder", profile=" (during the surge)", concurrency=(50, "registrations"))
+    surge = parser.add_argument_group("the surge")
+    surge.add_argument("--cases", type=int, default=5000, help="open cases whose deadline runs out together")
+    surge.add_argument("--calibrate", type=int, default=100, help="cases registered first to measure the rate (not in the surge)")
+    surge.add_argument("--safety", type=float, default=0.8, help="plan the registration at this share of the calibrated rate")
+    surge.add_argument("--margin", type=float, default=30.0, help="seconds between the planned end of registration and T")
+    urgent = parser.add_argument_group("urgent petitions during the surge")
+    urgent.add_argument("--urgent", type=int, default=0, help="high-risk petitions registered while the deadlines expire")
+    urgent.add_argument("--urgent-span", type=float, default=60.0, help="seconds after T over which the urgent petitions are spread")
+    waits = parser.add_argument_group("waiting")
+    waits.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the surge to drain")
+    waits.add_argument("--poll", type=float, default=1.0, help="seconds between checks of the database and the log")
     args = parser.parse_args(argv)
     return asyncio.run(run(args))
 

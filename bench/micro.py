@@ -22,10 +22,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import bench_parser, exit_with, median  # noqa: E402
+from engine.config import PROJECT_DIR  # noqa: E402
 from rules.deadlines import HolidayCalendar, compute_deadline  # noqa: E402
 from rules.vocabulary import DeadlineUnit  # noqa: E402
 
@@ -55,7 +55,7 @@ def deadline_rate(cases: list[tuple[datetime, int, DeadlineUnit]], calendar: Hol
 
 
 def bench_deadlines(seconds: float, repeats: int) -> float:
-    calendar = HolidayCalendar.load(ROOT / "rules" / "calendar" / "cn_holidays.toml")
+    calendar = HolidayCalendar.load(PROJECT_DIR / "rules" / "calendar" / "cn_holidays.toml")
     rng = random.Random(5)
     starts = _starts(2000, rng)
     suites = {name: [(s, length, unit) for s in starts] for name, (length, unit) in _UNITS.items()}
@@ -72,12 +72,12 @@ def bench_deadlines(seconds: float, repeats: int) -> float:
 
 def _timed(cmd: list[str]) -> tuple[float, int, str]:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300)
     return time.perf_counter() - t0, proc.returncode, proc.stderr[-500:]
 
 
 def bench_scenarios(runs: int) -> float:
-    files = sorted((ROOT / "tests" / "scenarios").glob("*.json"))
+    files = sorted((PROJECT_DIR / "tests" / "scenarios").glob("*.json"))
     floor_cmd = [sys.executable, "-c", "import starter, engine.scenario, engine.servers, worker"]
     floor = [_timed(floor_cmd)[0] for _ in range(runs)]
     print(f"floor: interpreter + imports of a scenario run: median {median(floor):.2f}s")
@@ -85,7 +85,7 @@ def bench_scenarios(runs: int) -> float:
     for f in files:
         times = []
         for _ in range(runs):
-            took, rc, err = _timed([sys.executable, "starter.py", "scenario", str(f.relative_to(ROOT))])
+            took, rc, err = _timed([sys.executable, "starter.py", "scenario", str(f.relative_to(PROJECT_DIR))])
             if rc != 0:
                 print(f"scenario {f.name} failed (exit {rc}): {err}")
                 return float("nan")

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 # name -> (script, modest arguments, documented arguments)
 BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {

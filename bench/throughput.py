@@ -295,19 +295,20 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = bench_parser(__doc__, keep="the data folder", profile="")
-    parser.add_argument("--count", type=int, default=200, help="petitions (and as many bare workflows)")
-    parser.add_argument("--concurrency", type=int, default=20, help="lives in flight at once")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating petition/bare rounds")
-    parser.add_argument("--warmup", type=int, default=10, help="unmeasured lives of each kind first")
-    parser.add_argument("--no-search-attributes", action="store_true", help="petitions upsert no search attributes")
-    parser.add_argument("--ballast", action="store_true", help="give the bare input the size of a petition's rules+calendar")
-    parser.add_argument(
-        "--server-arg", action="append", help="experiment: an extra `temporal server start-dev` argument (repeatable), "
+    parser = bench_parser(__doc__, keep="the data folder", profile="", concurrency=(20, "lives"))
+    lives = parser.add_argument_group("the lives")
+    lives.add_argument("--count", type=int, default=200, help="petitions (and as many bare workflows)")
+    lives.add_argument("--rounds", type=int, default=4, help="alternating petition/bare rounds")
+    lives.add_argument("--warmup", type=int, default=10, help="unmeasured lives of each kind first")
+    lives.add_argument("--no-search-attributes", action="store_true", help="petitions upsert no search attributes")
+    lives.add_argument("--ballast", action="store_true", help="give the bare input the size of a petition's rules+calendar")
+    experiments = parser.add_argument_group("experiments")
+    experiments.add_argument(
+        "--server-arg", action="append", help="an extra `temporal server start-dev` argument (repeatable), "
         "e.g. --server-arg=--sqlite-pragma --server-arg=journal_mode=wal",
     )
-    parser.add_argument(
-        "--worker-option", action="append", help="experiment: an integer Worker option for both workers, NAME=VALUE "
+    experiments.add_argument(
+        "--worker-option", action="append", help="an integer Worker option for both workers, NAME=VALUE "
         "(e.g. max_concurrent_workflow_task_polls=10)",
     )
     args = parser.parse_args(argv)

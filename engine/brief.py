@@ -58,12 +58,8 @@ def brief_filename(period: Period) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Numbers as the brief prints them
+# Numbers as the brief prints them (a count with a thousands separator: f"{n:,}")
 # ---------------------------------------------------------------------------------------------
-
-
-def _count(n: int) -> str:
-    return f"{n:,}"
 
 
 def _pct(rate: float | None) -> str:
@@ -112,7 +108,7 @@ def headline_rows(cur: Overview, prev: Overview) -> list[tuple[str, str, str, st
     """(指标, 本期, 上期, 较上期) for each headline figure."""
 
     def count(label: str, get: Callable[[Overview], int]) -> tuple[str, str, str, str]:
-        return label, _count(get(cur)), _count(get(prev)), _count_change(get(cur), get(prev))
+        return label, f"{get(cur):,}", f"{get(prev):,}", _count_change(get(cur), get(prev))
 
     def rate(label: str, get: Callable[[Overview], tuple[float | None, int, int]]) -> tuple[str, str, str, str]:
         (r1, p1, w1), (r0, p0, w0) = get(cur), get(prev)
@@ -128,7 +124,7 @@ def headline_rows(cur: Overview, prev: Overview) -> list[tuple[str, str, str, st
         rate("按期受理率", lambda o: (o.acceptance_on_time_rate, o.accepted_on_time, o.accepted)),
         rate("按期办理率", lambda o: (o.handling_on_time_rate, o.answered_on_time, o.answered)),
         rate("复查按期率", lambda o: (o.review_on_time_rate, o.reviews_on_time, o.reviews)),
-        ("当前超期案件（件）", _count(cur.overdue_now), "—", "—"),
+        ("当前超期案件（件）", f"{cur.overdue_now:,}", "—", "—"),
         count("高风险案件（件）", lambda o: o.high_risk),
         rate("高风险30分钟内通知率", lambda o: (o.urgent_within_rate, o.urgent_within_deadline, o.urgent_notified)),
         *letters,
@@ -144,10 +140,10 @@ def _lede(cur: Overview, prev: Overview, kind: str) -> str:
     share = f"（{diff / prev.batches * 100:+.1f}%）" if prev.batches else ""
     versus = f"与{_LAST[kind]}持平" if diff == 0 else f"较{_LAST[kind]}{'增加' if diff > 0 else '减少'}{abs(diff):,}批次{share}"
     return (
-        f"{_THIS[kind]}共登记信访{_count(cur.batches)}批次、{_count(cur.persons)}人次，{versus}；"
-        f"重复信访占{_pct(cur.repeat_share)}。新登记案件{_count(cur.cases)}件，调解成功率{_pct(cur.mediation_rate)}，"
-        f"按期办理率{_pct(cur.handling_on_time_rate)}。当前超期案件{_count(cur.overdue_now)}件，"
-        f"高风险案件{_count(cur.high_risk)}件。"
+        f"{_THIS[kind]}共登记信访{cur.batches:,}批次、{cur.persons:,}人次，{versus}；"
+        f"重复信访占{_pct(cur.repeat_share)}。新登记案件{cur.cases:,}件，调解成功率{_pct(cur.mediation_rate)}，"
+        f"按期办理率{_pct(cur.handling_on_time_rate)}。当前超期案件{cur.overdue_now:,}件，"
+        f"高风险案件{cur.high_risk:,}件。"
     )
 
 
@@ -259,7 +255,7 @@ class _BriefPdf(CjkPdf):
                 self.set_fill_color(*color)
                 if length > 0:
                     self.rect(bx, by_, length, bar, style="F")
-                self.label(bx + length + 1, by_ + (bar - 2.9) / 2, 16, _count(value), size=6.2, align="L")
+                self.label(bx + length + 1, by_ + (bar - 2.9) / 2, 16, f"{value:,}", size=6.2, align="L")
         self.set_draw_color(120, 120, 120)
         self.set_line_width(0.15)
         self.line(bx, y + 1, bx, y + h - 1)
@@ -283,7 +279,7 @@ class _BriefPdf(CjkPdf):
             if length > 0:
                 self.rect(bx, ry, length, bar, style="F")
             share = f"（{n / total * 100:.1f}%）" if total else ""
-            self.label(bx + length + 1, ry + (bar - 3.4) / 2, 30, f"{_count(n)}{share}", size=6.5, align="L")
+            self.label(bx + length + 1, ry + (bar - 3.4) / 2, 30, f"{n:,}{share}", size=6.5, align="L")
         self.set_draw_color(120, 120, 120)
         self.set_line_width(0.15)
         self.line(bx, y + 1, bx, y + h - 1)
@@ -317,7 +313,7 @@ class _BriefPdf(CjkPdf):
                 self.rect(cx - bar / 2, py + ph - bh, bar, bh, style="F")
             if len(values) <= 12 and n:  # inside the bar's top, clear of the line; above a short bar
                 inside = bh > 5
-                self.label(cx - slot / 2, py + ph - bh + (0.8 if inside else -3.2), slot, _count(n), size=5.8,
+                self.label(cx - slot / 2, py + ph - bh + (0.8 if inside else -3.2), slot, f"{n:,}", size=5.8,
                            color=(255, 255, 255) if inside else (0, 0, 0))
             points.append((cx, py + ph - ph * p / top))
             if name:

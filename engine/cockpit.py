@@ -20,10 +20,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, model_validator
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -38,7 +38,7 @@ from activities.db import (
     rebuild_tallies,
 )
 from rules.deadlines import SHANGHAI
-from rules.vocabulary import Category, Channel, DocumentKind, Risk, Stage
+from rules.vocabulary import MAX_NAME_CHARS, Category, Channel, DocumentKind, Risk, Stage
 
 LETTER_KINDS = (DocumentKind.risk_warning_letter, DocumentKind.supervision_letter, DocumentKind.accountability_letter)
 
@@ -499,21 +499,50 @@ def leader_packages(engine: Engine) -> list[LeaderPackage]:
 # ---------------------------------------------------------------------------------------------
 
 
-class CaseFilter(BaseModel):
-    """The case list's filters; every one optional. Dates are Shanghai calendar days, inclusive."""
+MAX_FILTER_CHARS = MAX_NAME_CHARS  # a text filter (a locality, a unit, a leader, a keyword)
 
-    locality: str | None = None
-    unit: str | None = None
-    stage: str | None = None  # a Stage, or `open` / `closed`
-    risk: str | None = None
-    ladder: str | None = None  # warning | supervision | accountability | any
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, str) and not (len(value) == 10 and value[4] == "-" and value[7] == "-"):
+        raise ValueError("not a YYYY-MM-DD date")
+    return value
+
+
+_Text = Annotated[str, StringConstraints(max_length=MAX_FILTER_CHARS)]
+_Day = Annotated[date, BeforeValidator(_iso_date)]  # a date, or one typed YYYY-MM-DD
+
+
+class CaseFilter(BaseModel):
+    """The case list's filters; every one optional. Dates are Shanghai calendar days, inclusive.
+
+    Checked as they are given (a wrong stage or risk is an error, not an empty list) and held as the
+    read model's columns hold them: an enum member as its value. The web's query parameters are
+    these and a page (engine/web_cases.py CaseQuery).
+    """
+
+    model_config = ConfigDict(use_enum_values=True)
+
+    # Whose: where it came from, who handles it, the leader in charge of it (包案).
+    locality: _Text | None = None
+    unit: _Text | None = None
+    leader: _Text | None = None
+    # What it is and where it stands.
+    category: Category | None = None
+    risk: Risk | None = None
+    stage: Stage | Literal["open"] | None = None  # `open` / `closed`: every open / closed case
+    ladder: Literal["warning", "supervision", "accountability", "any"] | None = None
     overdue: bool | None = None
-    category: str | None = None
-    leader: str | None = None
     nail_case: bool | None = None
-    date_from: date | None = None
-    date_to: date | None = None
-    text: str | None = None  # in the title or the case id
+    # When it was registered; words in its title or its case id.
+    date_from: _Day | None = None
+    date_to: _Day | None = None
+    text: _Text | None = None
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> CaseFilter:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError("date_order")
+        return self
 
     def conditions(self) -> list[ColumnElement[bool]]:
         c = CaseRow.__table__.c  # type: ignore[attr-defined]

@@ -20,19 +20,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
-from engine.wording import (
-    NONE,
-    actor_text,
-    as_datetime,
-    cn,
-    document_title,
-    due_time,
-    event_text,
-    local_time,
-    stage_text,
-    time_left,
-    value_text,
-)
+from engine import wording
 from rules.access import ROLE_CN
 from rules.vocabulary import (
     ACTION_CN,
@@ -94,19 +82,20 @@ def _fields(title: str | None, rows: Iterable[tuple[str, Any]]) -> Table:
     t.add_column(no_wrap=True, style="bold")
     t.add_column(overflow="fold")
     for label, value in rows:
-        t.add_row(label, value_text(value))
+        t.add_row(label, wording.value_text(value))
     return t
 
 
 def _timeline(title: str | None, events: Iterable[Mapping[str, Any]]) -> Table:
     t = _table(title, "时间", "事件", "经办人", wrap=("事件", "经办人"))
     for e in events:
-        t.add_row(local_time(e.get("at")), event_text(str(e.get("kind")), e), actor_text(e.get("by")))
+        what = wording.event_text(str(e.get("kind")), e)
+        t.add_row(wording.local_time(e.get("at")), what, wording.actor_text(e.get("by")))
     return t
 
 
 def _percent(rate: Any) -> str:
-    return f"{rate * 100:.1f}%" if isinstance(rate, int | float) else NONE
+    return f"{rate * 100:.1f}%" if isinstance(rate, int | float) else wording.NONE
 
 
 def _now(now: datetime | None) -> datetime:
@@ -121,17 +110,19 @@ def _now(now: datetime | None) -> datetime:
 def next_deadline_text(row: Mapping[str, Any], now: datetime) -> str:
     """The list's 下一期限: the period the petitioner waits on, when it ends, days left, 暂定."""
     if row.get("status") == "closed":
-        return NONE
+        return wording.NONE
     parts = []
     if row.get("overdue"):
-        since = f"（{time_left(row.get('overdue_since'), now, overdue=True)}）" if row.get("overdue_since") else ""
-        parts.append(f"已逾期：{cn(DEADLINE_CN, row.get('overdue_deadline'), '期限')}{since}")
+        began = row.get("overdue_since")
+        since = f"（{wording.time_left(began, now, overdue=True)}）" if began else ""
+        parts.append(f"已逾期：{wording.cn(DEADLINE_CN, row.get('overdue_deadline'), '期限')}{since}")
     if row.get("next_deadline") and row.get("next_due"):
-        left = [time_left(row.get("next_due"), now)]
+        left = [wording.time_left(row.get("next_due"), now)]
         if row.get("next_due_provisional"):
             left.append("暂定")
-        parts.append(f"{cn(DEADLINE_CN, row.get('next_deadline'))} {due_time(row.get('next_due'))}（{'，'.join(left)}）")
-    return "；".join(parts) or NONE
+        name, due = wording.cn(DEADLINE_CN, row.get("next_deadline")), wording.due_time(row.get("next_due"))
+        parts.append(f"{name} {due}（{'，'.join(left)}）")
+    return "；".join(parts) or wording.NONE
 
 
 def print_cases(rows: Sequence[Mapping[str, Any]], *, now: datetime | None = None) -> None:
@@ -145,13 +136,13 @@ def print_cases(rows: Sequence[Mapping[str, Any]], *, now: datetime | None = Non
     for r in rows:
         t.add_row(
             str(r.get("case_id")),
-            str(r.get("title") or NONE) + ("（钉子案）" if r.get("nail_case") else ""),
-            str(r.get("locality") or NONE),
-            str(r.get("unit") or NONE),
-            cn(CATEGORY_CN, r.get("category")),
-            cn(RISK_CN, r.get("risk")),
-            stage_text(r.get("stage"), r.get("outcome"), r.get("status") == "closed"),
-            local_time(r.get("registered_at")),
+            str(r.get("title") or wording.NONE) + ("（钉子案）" if r.get("nail_case") else ""),
+            str(r.get("locality") or wording.NONE),
+            str(r.get("unit") or wording.NONE),
+            wording.cn(CATEGORY_CN, r.get("category")),
+            wording.cn(RISK_CN, r.get("risk")),
+            wording.stage_text(r.get("stage"), r.get("outcome"), r.get("status") == "closed"),
+            wording.local_time(r.get("registered_at")),
             next_deadline_text(r, at),
         )
     console().print(t)
@@ -166,9 +157,9 @@ def print_history(case: Mapping[str, Any]) -> None:
             f"案件 {case.get('case_id')}",
             [
                 ("状态", "已办结" if case.get("status") == "completed" else "办理中"),
-                ("阶段/结果", stage_text(case.get("stage"), case.get("outcome"), case.get("status") == "completed")),
-                ("类别", cn(CATEGORY_CN, case.get("category"))),
-                ("风险", cn(RISK_CN, case.get("risk"))),
+                ("阶段/结果", wording.stage_text(case.get("stage"), case.get("outcome"), case.get("status") == "completed")),
+                ("类别", wording.cn(CATEGORY_CN, case.get("category"))),
+                ("风险", wording.cn(RISK_CN, case.get("risk"))),
                 ("责任单位", case.get("unit")),
                 ("来访次数", visits),
                 ("规则版本", case.get("rules_version")),
@@ -190,34 +181,34 @@ def print_state(state: Mapping[str, Any], *, now: datetime | None = None) -> Non
                 ("标题", state.get("title")),
                 ("属地", state.get("locality")),
                 ("责任单位", state.get("unit")),
-                ("类别", cn(CATEGORY_CN, state.get("category"))),
-                ("风险", cn(RISK_CN, state.get("risk"))),
-                ("阶段/结果", stage_text(state.get("stage"), state.get("outcome"), state.get("status") == "closed")),
+                ("类别", wording.cn(CATEGORY_CN, state.get("category"))),
+                ("风险", wording.cn(RISK_CN, state.get("risk"))),
+                ("阶段/结果", wording.stage_text(state.get("stage"), state.get("outcome"), state.get("status") == "closed")),
                 ("信访人", f"{len(petitioners)} 人"),
                 ("来访次数", f"{state.get('visits')} 次" + ("（钉子案）" if state.get("nail_case") else "")),
                 ("可调解", state.get("mediation_eligible")),
                 ("已延期", f"{state.get('extension_used') or 0} 次"),
-                ("三函", cn(LADDER_CN, state.get("ladder_stage"))),
+                ("三函", wording.cn(LADDER_CN, state.get("ladder_stage"))),
                 ("包案领导", state.get("leader")),
-                ("已逾期", [cn(DEADLINE_CN, d) for d in state.get("overdue") or []]),
-                ("登记时间", local_time(state.get("registered_at"))),
+                ("已逾期", [wording.cn(DEADLINE_CN, d) for d in state.get("overdue") or []]),
+                ("登记时间", wording.local_time(state.get("registered_at"))),
                 ("节假日日历", state.get("calendar")),
                 ("规则版本", state.get("rules_version")),
             ],
         )
     )
     t = _table("期限（北京时间）", "期限", "起算时间", "到期时间", "剩余", "暂定", "状态")
-    deadlines = sorted(state.get("deadlines") or [], key=lambda d: str(as_datetime(d.get("due")) or ""))
+    deadlines = sorted(state.get("deadlines") or [], key=lambda d: str(wording.as_datetime(d.get("due")) or ""))
     for d in deadlines:
         status = d.get("status")
         counting = status in ("running", "paused", "overdue")
         t.add_row(
-            cn(DEADLINE_CN, d.get("name")),
-            local_time(d.get("started_at")),
-            due_time(d.get("due")),
-            time_left(d.get("due"), at, overdue=status == "overdue") if counting else "",
+            wording.cn(DEADLINE_CN, d.get("name")),
+            wording.local_time(d.get("started_at")),
+            wording.due_time(d.get("due")),
+            wording.time_left(d.get("due"), at, overdue=status == "overdue") if counting else "",
             "暂定" if d.get("provisional") else "",
-            cn(DEADLINE_STATUS_CN, status),
+            wording.cn(DEADLINE_STATUS_CN, status),
         )
     c.print(t)
 
@@ -225,8 +216,8 @@ def print_state(state: Mapping[str, Any], *, now: datetime | None = None) -> Non
 def print_act(action: str, result: Mapping[str, Any]) -> None:
     """`act`: what the action did (the case's stage now and the events it added)."""
     c = console()
-    stage = stage_text(result.get("stage"), result.get("outcome"))
-    c.print(f"已办理“{cn(ACTION_CN, action)}”：案件 {result.get('case_id')}，当前阶段：{stage}。")
+    stage = wording.stage_text(result.get("stage"), result.get("outcome"))
+    c.print(f"已办理“{wording.cn(ACTION_CN, action)}”：案件 {result.get('case_id')}，当前阶段：{stage}。")
     events = result.get("events") or []
     if events:
         c.print(_timeline("本次产生的记录（北京时间）", events))
@@ -251,13 +242,13 @@ def print_scores(events: Sequence[Mapping[str, Any]], next_cursor: int) -> None:
         points = e.get("points")
         t.add_row(
             str(e.get("cursor")),
-            local_time(e.get("occurred_at")),
+            wording.local_time(e.get("occurred_at")),
             str(e.get("case_id")),
-            str(e.get("unit") or NONE),
-            cn(SCORE_RULE_CN, e.get("rule")),
-            f"{points:+d}" if isinstance(points, int) else value_text(points),
-            value_text(e.get("official")),
-            value_text(e.get("rules_version")),
+            str(e.get("unit") or wording.NONE),
+            wording.cn(SCORE_RULE_CN, e.get("rule")),
+            f"{points:+d}" if isinstance(points, int) else wording.value_text(points),
+            wording.value_text(e.get("official")),
+            wording.value_text(e.get("rules_version")),
         )
     c = console()
     c.print(t)
@@ -277,10 +268,10 @@ def print_assessment(report: Mapping[str, Any]) -> None:
             str(u.get("eligible", 0)),
             str(u.get("mediated", 0)),
             str(u.get("window_missed", 0)),
-            f"{u.get('points', 0):+d}" if isinstance(u.get("points"), int) else value_text(u.get("points")),
+            f"{u.get('points', 0):+d}" if isinstance(u.get("points"), int) else wording.value_text(u.get("points")),
             _percent(u.get("mediation_rate")),
-            value_text(u.get("mediation_rate_weighted")),
-            value_text(u.get("accountability_officials")),
+            wording.value_text(u.get("mediation_rate_weighted")),
+            wording.value_text(u.get("accountability_officials")),
         )
     console().print(t)
 
@@ -303,12 +294,12 @@ def print_users(rows: Sequence[Mapping[str, Any]]) -> None:
     for r in rows:
         t.add_row(
             str(r.get("username")),
-            str(r.get("display_name") or NONE),
-            cn(ROLE_CN, r.get("role")),
-            str(r.get("unit") or NONE),
+            str(r.get("display_name") or wording.NONE),
+            wording.cn(ROLE_CN, r.get("role")),
+            str(r.get("unit") or wording.NONE),
             "已停用" if r.get("disabled") else "正常",
-            local_time(r.get("created_at")),
-            str(r.get("created_by") or NONE),
+            wording.local_time(r.get("created_at")),
+            str(r.get("created_by") or wording.NONE),
         )
     console().print(t)
 
@@ -324,7 +315,7 @@ def print_calendar_status(status: Mapping[str, Any]) -> None:
 def print_calendar_push(result: Mapping[str, Any]) -> None:
     """`calendar push`: how many running cases got the calendar, and which did not."""
     c = console()
-    years = value_text(result.get("official_years"))
+    years = wording.value_text(result.get("official_years"))
     c.print(f"已向 {result.get('pushed', 0)} 件在办案件推送节假日日历（已公布安排的年份：{years}），暂定期限将重新计算。")
     failed = result.get("failed") or []
     if failed:
@@ -350,7 +341,7 @@ def print_verification(genuine: bool, message: str, detail: Mapping[str, Any] | 
                 ("日志大小", detail.get("tree_size")),
                 ("根哈希", detail.get("root")),
                 ("证明哈希数", len(detail.get("proof") or [])),
-                ("树头签署时间", local_time(head.get("timestamp")) if isinstance(head, Mapping) else None),
+                ("树头签署时间", wording.local_time(head.get("timestamp")) if isinstance(head, Mapping) else None),
             ],
         )
     )
@@ -366,12 +357,12 @@ def print_code_view(message: str, view: Mapping[str, Any]) -> None:
             "日志中的记录",
             [
                 ("验证码", view.get("code")),
-                ("文书", document_title(view.get("kind"))),
+                ("文书", wording.document_title(view.get("kind"))),
                 ("案件", view.get("case")),
                 ("SHA-256", view.get("sha256")),
                 ("日志序号", view.get("index")),
                 ("日志大小", head.get("tree_size") if isinstance(head, Mapping) else None),
-                ("树头签署时间", local_time(head.get("timestamp")) if isinstance(head, Mapping) else None),
+                ("树头签署时间", wording.local_time(head.get("timestamp")) if isinstance(head, Mapping) else None),
             ],
         )
     )

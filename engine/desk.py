@@ -114,13 +114,19 @@ def _read_bytes(source: str, name: str, limit: int) -> bytes:
         if stream is not None:
             return bytes(stream.read(limit))
         return sys.stdin.read(limit).encode("utf-8", "surrogatepass")  # a text-only stdin (tests)
+    return read_file(Path(source), name, limit, folder="是文件夹，不是文件；请指定 JSON 文件")
+
+
+def read_file(path: Path, name: str, limit: int = -1, *, folder: str) -> bytes:
+    """A file's bytes (at most `limit`), or an InputError that names it (`name`) and says why not;
+    `folder` is what to say when the path is a folder."""
     try:
-        with Path(source).open("rb") as f:
+        with path.open("rb") as f:
             return f.read(limit)
     except FileNotFoundError:
         raise InputError(f"{name}：文件不存在。") from None
     except IsADirectoryError:
-        raise InputError(f"{name}：是文件夹，不是文件；请指定 JSON 文件。") from None
+        raise InputError(f"{name}：{folder}。") from None
     except PermissionError:
         raise InputError(f"{name}：无法读取（没有读取权限）。") from None
     except OSError as exc:

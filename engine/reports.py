@@ -31,7 +31,7 @@ from activities.db import (
 from activities.documents import read_copy
 from activities.ledger import Ledger, LedgerState, verification_code, verify_document
 from engine.config import Settings
-from engine.desk import InputError, load_calendar
+from engine.desk import InputError, load_calendar, read_file
 from rules.deadlines import SHANGHAI
 from rules.ruleset import load_rules
 from workflows.models import printable
@@ -192,16 +192,7 @@ def verify_file(settings: Settings, path: Path) -> tuple[bool, str, dict[str, An
     nothing is created (no database file, no folder, no key).
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}：文件不存在。") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} 是文件夹；请指定其中的一份文书文件（documents/ 下的 .txt 文件）。") from None
-    except PermissionError:
-        raise InputError(f"{path}：没有读取这个文件的权限。") from None
-    except OSError as exc:
-        raise InputError(f"{path}：无法读取（{exc.strerror or type(exc).__name__}）。") from None
+    data = read_file(path, str(path), folder="是文件夹；请指定其中的一份文书文件（documents/ 下的 .txt 文件）")
     ledger = existing_ledger(settings)
     try:
         # A copy re-saved with other line ends or in GBK is the same document (read_copy).

@@ -666,7 +666,7 @@ class _Case:
 
 @dataclass
 class _Tally:
-    registered: int = 0
+    # A registration makes a new case, joins an open one, or is refused (a matter finalised).
     new_cases: int = 0
     repeat_visits: int = 0
     refused_registrations: int = 0
@@ -677,6 +677,10 @@ class _Tally:
     dropped: int = 0  # steps that would fall after the simulated period
     unlocks: int = 0  # time-skipping locks the test server kept and the clock gave back (SimClock)
     relocks: int = 0
+
+    @property
+    def registered(self) -> int:
+        return self.new_cases + self.repeat_visits + self.refused_registrations
 
 
 class WorkerProbe(Interceptor):
@@ -1044,7 +1048,6 @@ class _Runner:
         except Exception as exc:  # one registration's failure is reported, not the year's end
             self._error(f"registration {d.index} ({d.matter.title})", exc)
             return
-        self.tally.registered += 1
         if reg.repeat_visit:
             self.tally.repeat_visits += 1
             if reg.visits == self.nail:  # a nail case (钉子案): a leader takes it (领导包案)

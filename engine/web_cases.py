@@ -33,7 +33,7 @@ import math
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -44,10 +44,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     model_validator,
 )
@@ -61,7 +59,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db import CaseRow, DocumentRow, RefusalRow, TimelineRow
 from activities.documents import pdf_path
-from engine.cockpit import CaseFilter, case_list, filter_options
+from engine.cockpit import MAX_FILTER_CHARS, CaseFilter, case_list, filter_options
 from engine.config import Settings
 from engine.desk import (
     CASE_ID,
@@ -110,9 +108,9 @@ from rules.vocabulary import (
     CHANNEL_CN,
     DEADLINE_CN,
     DEADLINE_STATUS_CN,
+    FIELD_CN,
     LADDER_CN,
     LADDER_END_CN,
-    MAX_NAME_CHARS,
     OFFICE_LEVEL_CN,
     REDIRECT_ROUTE_CN,
     RISK_CN,
@@ -131,7 +129,6 @@ PAGE_SIZE = 50
 EXPORT_CAP = 300_000  # rows in one export; a city's whole year is about 245,000 cases
 QUERY_TIMEOUT = timedelta(seconds=3)  # the case page's questions to the engine
 MAX_DOCUMENT_VIEW = 200_000  # bytes of a document's text shown in the page (a document is a few KB)
-MAX_FILTER_CHARS = MAX_NAME_CHARS
 
 log = get_logger(component="web_cases")
 cases_router = APIRouter()
@@ -144,29 +141,9 @@ LADDER_STEPS = ("warning", "supervision", "accountability")
 LADDER_FILTER_CN = {**{step: LADDER_CN[step] for step in LADDER_STEPS}, "any": "任一环节"}
 STAGE_FILTER_CN = {"open": "未办结（全部）", "closed": "已办结", **{s.value: STAGE_CN[s] for s in Stage if s != Stage.closed}}
 
-# The action forms' field labels (a field not named here shows its own name).
-FIELD_CN = {
-    "unit": "承办单位",
-    "facts_clear": "事实是否清楚",
-    "disputed_amount": "争议金额（元）",
-    "reason": "理由",
-    "route": "法定途径",
-    "success": "调解成功",
-    "fulfilled": "协议已履行",
-    "other_party": "对方当事人",
-    "terms": "协议内容",
-    "days": "延期天数",
-    "approved_by": "批准领导",
-    "text": "正文",
-    "officials": "拟问责人员（每行一人）",
-    "substantive": "有实质性进展",
-    "note": "备注",
-    "channel": "来访方式",
-    "persons": "人数",
-    "leader": "包案领导",
-    "event": "仲裁环节",
-    "deadline": "期限",
-}
+# What an action form adds to a field's Chinese name (rules/vocabulary.py FIELD_CN): its unit, how to
+# type it. A field FIELD_CN does not name shows its own name.
+FORM_HINTS = {"disputed_amount": "（元）", "officials": "（每行一人）"}
 LONG_TEXT_FIELDS = frozenset({"text", "reason", "note", "terms"})
 ENUM_CN: dict[type[Enum], dict[Any, str]] = {
     RedirectRoute: REDIRECT_ROUTE_CN,
@@ -245,37 +222,12 @@ FILTER_EXPECTED = {
 }
 
 
-def _iso_date(value: Any) -> Any:
-    if isinstance(value, str) and not (len(value) == 10 and value[4] == "-" and value[7] == "-"):
-        raise ValueError("not a YYYY-MM-DD date")
-    return value
+class CaseQuery(CaseFilter):
+    """The list's query parameters: the cockpit's filters and the page. An empty value means "any";
+    spaces around a value are dropped."""
 
+    model_config = ConfigDict(str_strip_whitespace=True)
 
-_Text = Annotated[str, StringConstraints(max_length=MAX_FILTER_CHARS)]
-_Day = Annotated[date, BeforeValidator(_iso_date)]
-StageFilter = Literal[
-    "open", "closed", "registered", "triaged", "arbitration", "accepted", "not_accepted", "redirected", "mediation",
-    "handling", "opinion_issued", "review", "re_review",
-]  # fmt: skip
-
-
-class CaseQuery(BaseModel):
-    """The list's query parameters, checked: an empty value means "any"."""
-
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    locality: _Text | None = None
-    unit: _Text | None = None
-    stage: StageFilter | None = None
-    risk: Risk | None = None
-    ladder: Literal["warning", "supervision", "accountability", "any"] | None = None
-    overdue: bool | None = None
-    category: Category | None = None
-    leader: _Text | None = None
-    nail_case: bool | None = None
-    date_from: _Day | None = None
-    date_to: _Day | None = None
-    text: _Text | None = None
     page: int = Field(default=1, ge=1, le=1_000_000)
 
     @model_validator(mode="before")
@@ -285,24 +237,17 @@ class CaseQuery(BaseModel):
             return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
         return data
 
-    @model_validator(mode="after")
-    def _dates_in_order(self) -> CaseQuery:
-        if self.date_from and self.date_to and self.date_from > self.date_to:
-            raise ValueError("date_order")
-        return self
-
     def case_filter(self) -> CaseFilter:
-        values = {k: getattr(self, k) for k in CaseFilter.model_fields}
-        return CaseFilter(**{k: (v.value if isinstance(v, Enum) else v) for k, v in values.items()})
+        """The cockpit's filter alone (without the page)."""
+        return CaseFilter(**self.model_dump(exclude={"page"}))
 
     def params(self) -> dict[str, str]:
         """The filters as query parameters (for links: pages, exports); `page` left out."""
         out: dict[str, str] = {}
         for k in CaseFilter.model_fields:
             v = getattr(self, k)
-            if v is None:
-                continue
-            out[k] = v.value if isinstance(v, Enum) else ("1" if v is True else "0" if v is False else str(v))
+            if v is not None:
+                out[k] = "1" if v is True else "0" if v is False else str(v)
         return out
 
 
@@ -763,7 +708,7 @@ def form_fields(
         required = info.is_required()
         default = None if info.default is PydanticUndefined else info.default
         value = prefill.get(name, default)
-        label = FIELD_CN.get(name, name)
+        label = FIELD_CN.get(name, name) + FORM_HINTS.get(name, "")
         if base is bool:
             if optional:
                 shown = "" if value is None else ("1" if value else "0")

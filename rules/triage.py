@@ -76,7 +76,11 @@ class TriageInput(BaseModel):
 
 
 class TriageResult(BaseModel):
-    """What triage decided and why (reasons in Chinese, for the operator)."""
+    """What triage decided and why (reasons in Chinese, for the operator).
+
+    The triage activity's result (workflows.models.TriageOutcome) is this with the leaders added,
+    and it is kept in workflow histories: a field added here needs a default (older histories lack
+    it), and none may be renamed."""
 
     category: Category
     risk: Risk

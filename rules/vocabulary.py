@@ -26,98 +26,45 @@ MAX_DISPUTED_AMOUNT = 1_000_000_000_000  # yuan (one trillion): beyond any one p
 MAX_INPUT_BYTES = 1_000_000
 
 
-class Channel(StrEnum):
-    visit = "visit"  # 来访
-    online = "online"  # 网上信访
-    letter = "letter"  # 来信
-    phone = "phone"  # 来电
-    video = "video"  # 视频接访 (云窗口)
+# The enums. A member is its own value (Channel.visit == "visit"); its Chinese name, as staff and
+# petitioners read it, is in the tables further down (CHANNEL_CN...). `StrEnum("Risk", "high medium
+# low")` is the standard library's short form of a class with `high = "high"` and so on; mypy reads
+# the members alike.
 
+Channel = StrEnum("Channel", "visit online letter phone video")  # video: 视频接访 (云窗口)
+OfficeLevel = StrEnum("OfficeLevel", "city county township")
+Category = StrEnum(
+    "Category",
+    "land_expropriation labor_social_security law_litigation rural_agriculture urban_construction_transport"
+    " education_health environment other",
+)
+Risk = StrEnum("Risk", "high medium low")
 
-class OfficeLevel(StrEnum):
-    city = "city"
-    county = "county"
-    township = "township"
+# A case's life (rules/lifecycle.py) and how it ended.
+Stage = StrEnum(
+    "Stage",
+    "registered triaged arbitration accepted not_accepted redirected mediation handling opinion_issued"
+    " review re_review closed",
+)
+Outcome = StrEnum(
+    "Outcome", "mediated resolved final_after_review final_after_re_review redirected not_accepted withdrawn"
+)
+RedirectRoute = StrEnum("RedirectRoute", "litigation arbitration administrative_reconsideration")
 
-
-class Category(StrEnum):
-    land_expropriation = "land_expropriation"  # 征地拆迁
-    labor_social_security = "labor_social_security"  # 劳动保障
-    law_litigation = "law_litigation"  # 涉法涉诉
-    rural_agriculture = "rural_agriculture"  # 农村农业
-    urban_construction_transport = "urban_construction_transport"  # 城建交通
-    education_health = "education_health"  # 教育医疗
-    environment = "environment"  # 环境保护
-    other = "other"  # 其他
-
-
-class Risk(StrEnum):
-    high = "high"
-    medium = "medium"
-    low = "low"
-
-
-class Stage(StrEnum):
-    registered = "registered"
-    triaged = "triaged"
-    arbitration = "arbitration"
-    accepted = "accepted"
-    not_accepted = "not_accepted"
-    redirected = "redirected"
-    mediation = "mediation"
-    handling = "handling"
-    opinion_issued = "opinion_issued"
-    review = "review"
-    re_review = "re_review"
-    closed = "closed"
-
-
-class Outcome(StrEnum):
-    mediated = "mediated"
-    resolved = "resolved"
-    final_after_review = "final_after_review"
-    final_after_re_review = "final_after_re_review"
-    redirected = "redirected"
-    not_accepted = "not_accepted"
-    withdrawn = "withdrawn"
-
-
-class RedirectRoute(StrEnum):
-    litigation = "litigation"
-    arbitration = "arbitration"
-    administrative_reconsideration = "administrative_reconsideration"
-
-
-class DeadlineName(StrEnum):
-    acceptance = "acceptance"
-    mediation_window = "mediation_window"
-    handling = "handling"
-    review_request = "review_request"
-    review_decision = "review_decision"
-    re_review_request = "re_review_request"
-    re_review_decision = "re_review_decision"
-    risk_warning = "risk_warning"
-    supervision = "supervision"
-    notify_immediate = "notify_immediate"
-    notify_priority = "notify_priority"
-    arbitration_filing = "arbitration_filing"
-    arbitration_decision = "arbitration_decision"
-
-
-class DeadlineStart(StrEnum):
-    """The event that starts a deadline's clock."""
-
-    registration = "registration"
-    triage = "triage"
-    acceptance = "acceptance"
-    opinion_issued = "opinion_issued"  # the engine takes issue time as the petitioner's receipt
-    review_requested = "review_requested"
-    review_decided = "review_decided"
-    re_review_requested = "re_review_requested"
-    letter_issued = "letter_issued"
-    arbitration_track_started = "arbitration_track_started"
-    arbitration_filed = "arbitration_filed"
-
+# The periods, the events that start their clocks, the units they are counted in.
+DeadlineName = StrEnum(
+    "DeadlineName",
+    "acceptance mediation_window handling"
+    " review_request review_decision re_review_request re_review_decision"
+    " risk_warning supervision notify_immediate notify_priority arbitration_filing arbitration_decision",
+)
+DeadlineStart = StrEnum(
+    "DeadlineStart",
+    "registration triage acceptance"
+    " opinion_issued"  # the engine takes issue time as the petitioner's receipt
+    " review_requested review_decided re_review_requested letter_issued"
+    " arbitration_track_started arbitration_filed",
+)
 
 # The event at which the engine starts each period's clock (workflows/petition.py arms them there).
 # A rules file states it for its reader (`starts`); rules/ruleset.py refuses a file that says otherwise.
@@ -137,69 +84,30 @@ DEADLINE_STARTS: dict[DeadlineName, DeadlineStart] = {
     DeadlineName.arbitration_decision: DeadlineStart.arbitration_filed,
 }
 
+DeadlineUnit = StrEnum("DeadlineUnit", "days working_days hours minutes")
 
-class DeadlineUnit(StrEnum):
-    days = "days"
-    working_days = "working_days"
-    hours = "hours"
-    minutes = "minutes"
+# The steps of the arbitration green channel (仲裁绿通 + 司法确认); `failed`: an award refused or no
+# settlement reached; `court`: taken to the people's court.
+ArbitrationEvent = StrEnum("ArbitrationEvent", "filed settled award confirmed failed court")
 
+# What the score stream scores, the documents the engine issues.
+ScoreRule = StrEnum(
+    "ScoreRule", "mediation_success mediation_failed_review mediation_window_missed accountability"
+)
+DocumentKind = StrEnum(
+    "DocumentKind",
+    "acceptance_notice not_accepted_notice redirect_notice mediation_agreement extension_notice"
+    " handling_opinion review_opinion re_review_opinion"
+    " risk_warning_letter supervision_letter accountability_letter"
+    " petitioner_notice delivery_receipt",
+)
 
-class ArbitrationEvent(StrEnum):
-    """Steps of the arbitration green channel (仲裁绿通 + 司法确认)."""
-
-    filed = "filed"  # 仲裁立案
-    settled = "settled"  # 仲裁调解达成
-    award = "award"  # 仲裁裁决
-    confirmed = "confirmed"  # 司法确认 / 履行完毕
-    failed = "failed"  # 仲裁未能解决 (不服裁决、调解不成)
-    court = "court"  # 起诉至人民法院
-
-
-class ScoreRule(StrEnum):
-    mediation_success = "mediation_success"
-    mediation_failed_review = "mediation_failed_review"
-    mediation_window_missed = "mediation_window_missed"
-    accountability = "accountability"
-
-
-class DocumentKind(StrEnum):
-    acceptance_notice = "acceptance_notice"  # 受理告知书
-    not_accepted_notice = "not_accepted_notice"  # 不予受理告知书
-    redirect_notice = "redirect_notice"  # 导入法定途径告知书
-    mediation_agreement = "mediation_agreement"  # 调解协议
-    extension_notice = "extension_notice"  # 延期告知书
-    handling_opinion = "handling_opinion"  # 办理意见书
-    review_opinion = "review_opinion"  # 复查意见书
-    re_review_opinion = "re_review_opinion"  # 复核意见书
-    risk_warning_letter = "risk_warning_letter"  # 风险提示函
-    supervision_letter = "supervision_letter"  # 督办函
-    accountability_letter = "accountability_letter"  # 问责建议函
-    petitioner_notice = "petitioner_notice"  # 群众告知书
-    delivery_receipt = "delivery_receipt"  # 送达回证
-
-
-class NotificationTier(StrEnum):
-    immediate = "immediate"
-    priority = "priority"
-    batch = "batch"
-    overdue = "overdue"
-
-
-class RecipientRole(StrEnum):
-    principal_leader = "principal_leader"  # 主要领导
-    deputy_leader = "deputy_leader"  # 分管负责人
-    handling_unit = "handling_unit"  # 责任单位
-    unit_leader = "unit_leader"  # 责任单位负责人
-    supervision_office = "supervision_office"  # 督查室
-
-
-class NotifyChannel(StrEnum):
-    sms = "sms"
-    push = "push"
-    batch = "batch"
-    email = "email"
-    webhook = "webhook"
+# Notices: how urgent, to whom, by which channel.
+NotificationTier = StrEnum("NotificationTier", "immediate priority batch overdue")
+RecipientRole = StrEnum(
+    "RecipientRole", "principal_leader deputy_leader handling_unit unit_leader supervision_office"
+)
+NotifyChannel = StrEnum("NotifyChannel", "sms push batch email webhook")
 
 
 class StaffRole(StrEnum):
@@ -316,6 +224,54 @@ ACTION_CN = {
     "pause_clock": "暂停计时",
     "resume_clock": "恢复计时",
     "assign_leader": "领导包案",
+}
+
+# The records' fields by their Chinese names: intake (the scenario contract's `petition`), its
+# petitioners, the actions' data and a scenario file. Validation errors name a field by it
+# (workflows/validation_messages.py), the case desk's action forms label theirs with it.
+FIELD_CN = {
+    # intake
+    "channel": "信访形式",
+    "office_level": "受理层级",
+    "locality": "属地",
+    "petitioners": "信访人",
+    "name": "姓名",
+    "id_number": "身份证号",
+    "phone": "联系电话",
+    "title": "标题",
+    "content": "主要内容",
+    "category": "类别",
+    "risk": "风险等级",
+    "disputed_amount": "争议金额",
+    "facts_clear": "事实是否清楚",
+    "responsible_unit": "责任单位",
+    "worker_count": "被欠薪人数",
+    # actions
+    "unit": "承办单位",
+    "reason": "理由",
+    "route": "法定途径",
+    "success": "调解成功",
+    "fulfilled": "协议已履行",
+    "other_party": "对方当事人",
+    "terms": "协议内容",
+    "days": "延期天数",
+    "approved_by": "批准领导",
+    "text": "正文",
+    "officials": "拟问责人员",
+    "substantive": "有实质性进展",
+    "note": "备注",
+    "persons": "人数",
+    "leader": "包案领导",
+    "event": "仲裁环节",
+    "deadline": "期限",
+    # a scenario file
+    "petition": "信访事项记录",
+    "steps": "步骤",
+    "after": "时间",
+    "action": "操作",
+    "data": "操作数据",
+    "until": "运行至",
+    "calendar": "节假日日历",
 }
 
 REDIRECT_ROUTE_CN = {

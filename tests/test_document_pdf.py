@@ -206,7 +206,7 @@ def test_without_a_cjk_font_the_pdf_is_skipped_with_one_warning(
     import activities.petition
 
     # Render in this process (the patch below does not reach the worker's PDF process).
-    monkeypatch.setattr(activities.petition, "_pdf_pool", lambda: ThreadPoolExecutor(max_workers=1))
+    monkeypatch.setattr(activities.petition, "pdf_pool", lambda: ThreadPoolExecutor(max_workers=1))
     monkeypatch.setattr(documents, "find_pdf_font", lambda: None)
     monkeypatch.setattr(documents, "_warned_no_font", False)
     text = tmp_path / CASE / "acceptance_notice-1.txt"
@@ -309,7 +309,7 @@ async def test_no_font_still_issues_the_text_document(monkeypatch: pytest.Monkey
     from workflows.models import DocumentRequest
 
     # Render in this process (the patch below does not reach the worker's PDF process).
-    monkeypatch.setattr(activities.petition, "_pdf_pool", lambda: ThreadPoolExecutor(max_workers=1))
+    monkeypatch.setattr(activities.petition, "pdf_pool", lambda: ThreadPoolExecutor(max_workers=1))
     monkeypatch.setattr(documents, "find_pdf_font", lambda: None)
     monkeypatch.setattr(documents, "_warned_no_font", True)  # the warning is covered above
     acts = _activities(tmp_path / "data")

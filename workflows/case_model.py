@@ -4,6 +4,7 @@
 continues as new) holds everything about a case that changes; `CaseStart` holds what is fixed at
 registration. From the two come, as pure functions:
 
+- `standing`: where the case stands (stage, status, outcome, category, risk, unit…): the next two begin with it;
 - `case_state`: the `state` query (what the desk and the case page show);
 - `snapshot`: what the database keeps between steps (`save_case`);
 - `facts`: what the rules look at (`rules.lifecycle.refusal`).
@@ -22,6 +23,7 @@ from workflows.models import (
     Actor,
     CaseModel,
     CaseSnapshot,
+    CaseStanding,
     CaseStart,
     CaseState,
     ClockState,
@@ -29,7 +31,10 @@ from workflows.models import (
     TimelineEvent,
 )
 
-__all__ = ["CaseModel", "ClockState", "LadderState", "available_actions", "case_state", "facts", "new_case", "snapshot"]
+__all__ = [
+    "CaseModel", "ClockState", "LadderState", "available_actions", "case_state", "facts", "new_case", "snapshot",
+    "standing",
+]
 
 
 def new_case(start: CaseStart) -> CaseModel:
@@ -40,18 +45,29 @@ def new_case(start: CaseStart) -> CaseModel:
 
 def facts(m: CaseModel) -> CaseFacts:
     return CaseFacts(
-        stage=m.stage,
-        closed=m.closed,
-        outcome=m.outcome,
-        ready=m.ready,
-        extension_used=m.extension_used,
-        mediation_failed=m.mediation_failed,
-        mediation_agreed_unfulfilled=m.mediation_agreed_unfulfilled,
-        review_decided=m.review_decided,
+        # the facts the state model keeps under the same names
+        **m.model_dump(
+            include={
+                "stage", "closed", "outcome", "ready", "extension_used", "review_decided", "mediation_failed",
+                "mediation_agreed_unfulfilled",
+            }
+        ),
         ladder_stage=m.ladder.step,
         arbitration_state=m.arbitration,
         paused=clocks.paused_names(m.clocks),
         due=clocks.running_due(m.clocks),
+    )
+
+
+def standing(m: CaseModel, case_id: str) -> CaseStanding:
+    """Where the case stands: what its snapshot and its `state` both begin with."""
+    return CaseStanding(
+        case_id=case_id,
+        status="closed" if m.closed else "open",
+        # the rest the state model keeps under the same names
+        **m.model_dump(
+            include={"stage", "outcome", "category", "risk", "unit", "visits", "nail_case", "mediation_eligible"}
+        ),
     )
 
 
@@ -60,16 +76,7 @@ def snapshot(m: CaseModel, case_id: str, now: datetime, events: list[TimelineEve
     nxt = clocks.petitioner_waits_on(m.clocks)
     late = clocks.first_overdue(m.clocks)
     return CaseSnapshot(
-        case_id=case_id,
-        stage=m.stage,
-        status="closed" if m.closed else "open",
-        outcome=m.outcome,
-        category=m.category,
-        risk=m.risk,
-        unit=m.unit,
-        visits=m.visits,
-        nail_case=m.nail_case,
-        mediation_eligible=m.mediation_eligible,
+        **dict(standing(m, case_id)),
         mediation_succeeded=m.mediated,
         overdue=late is not None,
         closed_at=now if m.closed else None,
@@ -86,19 +93,10 @@ def case_state(m: CaseModel, start: CaseStart, calendar: str) -> CaseState:
     """The `state` query: the case as the desk shows it (petitioners masked)."""
     i = start.intake
     return CaseState(
-        case_id=start.case_id,
-        stage=m.stage,
-        status="closed" if m.closed else "open",
-        outcome=m.outcome,
-        category=m.category,
-        risk=m.risk,
-        unit=m.unit,
+        **dict(standing(m, start.case_id)),
         locality=i.locality,
         title=i.title,
         petitioners=[p.masked() for p in i.petitioners],
-        visits=m.visits,
-        nail_case=m.nail_case,
-        mediation_eligible=m.mediation_eligible,
         extension_used=m.extension_used,
         ladder_stage=m.ladder.step,
         rules_version=start.rules.version,

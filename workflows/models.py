@@ -26,6 +26,7 @@ from temporalio.common import Priority
 
 from rules.deadlines import CalendarSnapshot, Pause
 from rules.ruleset import RuleSet
+from rules.triage import TriageResult
 from rules.vocabulary import (
     MAX_CONTENT_CHARS,
     MAX_DISPUTED_AMOUNT,
@@ -383,7 +384,10 @@ class DeadlineView(_Model):
     status: Literal["running", "paused", "met", "overdue", "stopped"]
 
 
-class CaseState(_Model):
+class CaseStanding(_Model):
+    """Where a case stands: what both the database keeps of it (CaseSnapshot) and the desk shows
+    of it (CaseState) begin with (workflows/case_model.py, `standing`)."""
+
     case_id: str
     stage: Stage
     status: Literal["open", "closed"]
@@ -391,12 +395,17 @@ class CaseState(_Model):
     category: Category | None
     risk: Risk | None
     unit: str | None
-    locality: str
-    title: str
-    petitioners: list[dict[str, str | None]]
     visits: int
     nail_case: bool
     mediation_eligible: bool
+
+
+class CaseState(CaseStanding):
+    """The `state` query: the case as the desk shows it (petitioners masked)."""
+
+    locality: str
+    title: str
+    petitioners: list[dict[str, str | None]]
     extension_used: int
     ladder_stage: str | None
     rules_version: str
@@ -540,28 +549,30 @@ class ArbitrationStep(_Model):
     note: str = ""
 
 
-class ArbitrationStart(_Model):
-    case_id: str
-    unit: str
-    workers: int | None
-    amount: float | None
-    rules: RuleSet
-    calendar: CalendarSnapshot
-    # A secret the child echoes in its signals to the case, so that nobody else can send them.
-    parent_token: str = ""
-
-
 class ArbitrationOverdue(_Model):
     deadline: DeadlineName
     due: datetime
     token: str = ""
 
 
-class ArbitrationRecord(_Model):
+class ArbitrationCase(_Model):
+    """The collective wage arrears case the arbitration green channel (workflows/arbitration.py)
+    runs for: what its track starts with and what each record of it names."""
+
     case_id: str
     unit: str
     workers: int | None
     amount: float | None
+
+
+class ArbitrationStart(ArbitrationCase):
+    rules: RuleSet
+    calendar: CalendarSnapshot
+    # A secret the child echoes in its signals to the case, so that nobody else can send them.
+    parent_token: str = ""
+
+
+class ArbitrationRecord(ArbitrationCase):
     status: str
     outcome: str | None
     at: datetime
@@ -626,26 +637,15 @@ class TriageRequest(_Model):
     collective_min_workers: int
 
 
-class TriageOutcome(_Model):
-    category: Category
-    risk: Risk
-    unit: str
-    reasons: list[str]
-    category_source: str
-    risk_source: str
-    statutory_channel: bool
-    collective_wage_arrears: bool
-    worker_count: int | None
-    amount: float | None
-    model_version: str
+class TriageOutcome(TriageResult):
+    """What triage decided (rules/triage.py) and the leaders the routing names for the case's
+    locality and category. TriageResult's fields with defaults came with the learned model: older
+    histories lack them, so they keep their defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
     principal_leader: str
     deputy_leader: str
-    # Added with the learned model; absent from older histories.
-    suggested_category: Category | None = None
-    suggested_risk: Risk | None = None
-    suggested_unit: str | None = None
-    cues: list[str] = Field(default_factory=list)
-    truncated: bool = False
 
 
 class DocumentRequest(_Model):
@@ -696,19 +696,9 @@ class ScoreRequest(_Model):
     note: str = ""
 
 
-class CaseSnapshot(_Model):
+class CaseSnapshot(CaseStanding):
     """What the database keeps of a case between steps (its row and its new timeline events)."""
 
-    case_id: str
-    stage: Stage
-    status: Literal["open", "closed"]
-    outcome: Outcome | None
-    category: Category | None
-    risk: Risk | None
-    unit: str | None
-    visits: int
-    nail_case: bool
-    mediation_eligible: bool
     mediation_succeeded: bool
     overdue: bool
     closed_at: datetime | None

@@ -19,56 +19,13 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from rules.vocabulary import ACTION_CN
+from rules.vocabulary import ACTION_CN, FIELD_CN
 
 MAX_PROBLEMS = 10
 
-# The records' fields by their Chinese names: intake (the scenario contract's `petition`), its
-# petitioners, and the actions' data. A field not named here is shown by its path only.
-FIELD_LABELS: Mapping[str, str] = {
-    # intake
-    "channel": "信访形式",
-    "office_level": "受理层级",
-    "locality": "属地",
-    "petitioners": "信访人",
-    "name": "姓名",
-    "id_number": "身份证号",
-    "phone": "联系电话",
-    "title": "标题",
-    "content": "主要内容",
-    "category": "类别",
-    "risk": "风险等级",
-    "disputed_amount": "争议金额",
-    "facts_clear": "事实是否清楚",
-    "responsible_unit": "责任单位",
-    "worker_count": "被欠薪人数",
-    # actions
-    "unit": "承办单位",
-    "reason": "理由",
-    "route": "法定途径",
-    "success": "调解成功",
-    "fulfilled": "协议已履行",
-    "other_party": "对方当事人",
-    "terms": "协议内容",
-    "days": "延期天数",
-    "approved_by": "批准领导",
-    "text": "正文",
-    "officials": "拟问责人员",
-    "substantive": "有实质性进展",
-    "note": "备注",
-    "persons": "人数",
-    "leader": "包案领导",
-    "event": "仲裁环节",
-    "deadline": "期限",
-    # a scenario file
-    "petition": "信访事项记录",
-    "steps": "步骤",
-    "after": "时间",
-    "action": "操作",
-    "data": "操作数据",
-    "until": "运行至",
-    "calendar": "节假日日历",
-}
+# The records' fields by their Chinese names (rules/vocabulary.py); a field not named there is shown
+# by its path only.
+FIELD_LABELS: Mapping[str, str] = FIELD_CN
 
 # The records callers name in English identifiers ("intake", "accept data"), in Chinese.
 _RECORD_CN = {"intake": "信访事项记录", "scenario": "场景文件", "petition": "信访事项记录"}
@@ -152,95 +109,106 @@ def _own(err: ErrorDetails) -> str:
     return msg.rstrip(".")
 
 
-_DATE = "应为日期，写作 YYYY-MM-DD（如 2026-03-15）"
-_DATETIME = "应为日期和时刻，写作 ISO 8601（如 2026-03-15T09:30:00+08:00）"
-_TIME = "应为时刻，写作 HH:MM 或 HH:MM:SS（如 09:30）"
-_DURATION = "应为时长，写作 ISO 8601（如 P7D、PT2H）"
+_Sentence = Callable[[ErrorDetails], str]
+
+
+def _fixed(sentence: str) -> _Sentence:
+    """The same sentence whatever was sent."""
+    return lambda e: sentence
+
+
+def _not_a(kind: str) -> _Sentence:
+    """“应为<kind>，而不是<the kind of JSON value sent>”."""
+    return lambda e: f"应为{kind}，而不是{json_kind(e.get('input'))}"
+
+
+def _unreadable_as(kind: str) -> _Sentence:
+    """“应为<kind>（收到 <the value sent>）”: a value that does not read as one."""
+    return lambda e: f"应为{kind}{_got(e)}"
+
+
+def _limited(template: str, *keys: str) -> _Sentence:
+    """`template` with pydantic's limits (the error's context at `keys`), as numbers, at its {}."""
+    return lambda e: template.format(*(_number(_ctx(e, key)) for key in keys))
+
+
+def _not_one_of(err: ErrorDetails) -> str:
+    return f"应为 {_choices(_ctx(err, 'expected'))} 之一{_got(err)}"
+
 
 # pydantic's error types (pydantic_core.ErrorType) -> the sentence after the field's name.
-_SENTENCES: dict[str, Callable[[ErrorDetails], str]] = {
-    "missing": lambda e: "缺少此项，必须填写",
-    "extra_forbidden": lambda e: "不是此记录的字段（请检查拼写，或删去此项）",
+_SENTENCES: dict[str, _Sentence] = {
+    "missing": _fixed("缺少此项，必须填写"),
+    "extra_forbidden": _fixed("不是此记录的字段（请检查拼写，或删去此项）"),
     "value_error": _own,
     "assertion_error": _own,
-    "string_type": lambda e: f"应为文字，而不是{json_kind(e.get('input'))}",
-    "string_sub_type": lambda e: "应为文字",
-    "string_unicode": lambda e: "不是有效的 Unicode 文字",
-    "string_too_short": lambda e: f"至少应有 {_number(_ctx(e, 'min_length'))} 个字符",
-    "string_too_long": lambda e: f"最多 {_number(_ctx(e, 'max_length'))} 个字符",
+    "string_type": _not_a("文字"),
+    "string_sub_type": _fixed("应为文字"),
+    "string_unicode": _fixed("不是有效的 Unicode 文字"),
+    "string_too_short": _limited("至少应有 {} 个字符", "min_length"),
+    "string_too_long": _limited("最多 {} 个字符", "max_length"),
     "string_pattern_mismatch": lambda e: f"格式不符（应符合 {_printable(str(_ctx(e, 'pattern')), 80)}）",
-    "too_short": lambda e: f"至少应有 {_number(_ctx(e, 'min_length'))} 项（现有 {_number(_ctx(e, 'actual_length'))} 项）",
-    "too_long": lambda e: f"最多 {_number(_ctx(e, 'max_length'))} 项（现有 {_number(_ctx(e, 'actual_length'))} 项）",
-    "int_type": lambda e: f"应为整数，而不是{json_kind(e.get('input'))}",
-    "int_parsing": lambda e: f"应为整数{_got(e)}",
-    "int_parsing_size": lambda e: "数字位数过多，无法读取",
-    "int_from_float": lambda e: f"应为整数，不能有小数部分{_got(e)}",
-    "float_type": lambda e: f"应为数字，而不是{json_kind(e.get('input'))}",
-    "float_parsing": lambda e: f"应为数字{_got(e)}",
-    "finite_number": lambda e: "应为有限的数字（不能是无穷大或 NaN）",
-    "decimal_type": lambda e: "应为数字",
-    "decimal_parsing": lambda e: f"应为数字{_got(e)}",
-    "decimal_max_digits": lambda e: f"最多 {_ctx(e, 'max_digits')} 位数字",
-    "decimal_max_places": lambda e: f"最多 {_ctx(e, 'decimal_places')} 位小数",
-    "decimal_whole_digits": lambda e: f"整数部分最多 {_ctx(e, 'whole_digits')} 位",
-    "multiple_of": lambda e: f"应为 {_number(_ctx(e, 'multiple_of'))} 的整数倍",
-    "greater_than": lambda e: f"应大于 {_number(_ctx(e, 'gt'))}",
-    "greater_than_equal": lambda e: f"应大于或等于 {_number(_ctx(e, 'ge'))}",
-    "less_than": lambda e: f"应小于 {_number(_ctx(e, 'lt'))}",
-    "less_than_equal": lambda e: f"应小于或等于 {_number(_ctx(e, 'le'))}",
-    "bool_type": lambda e: f"应为 true 或 false，而不是{json_kind(e.get('input'))}",
-    "bool_parsing": lambda e: f"应为 true 或 false{_got(e)}",
-    "literal_error": lambda e: f"应为 {_choices(_ctx(e, 'expected'))} 之一{_got(e)}",
-    "enum": lambda e: f"应为 {_choices(_ctx(e, 'expected'))} 之一{_got(e)}",
-    "none_required": lambda e: "应为空（null）",
-    "dict_type": lambda e: f"应为 JSON 对象（由字段组成），而不是{json_kind(e.get('input'))}",
-    "model_type": lambda e: f"应为 JSON 对象（由字段组成），而不是{json_kind(e.get('input'))}",
-    "model_attributes_type": lambda e: f"应为 JSON 对象（由字段组成），而不是{json_kind(e.get('input'))}",
-    "dataclass_type": lambda e: f"应为 JSON 对象（由字段组成），而不是{json_kind(e.get('input'))}",
-    "list_type": lambda e: f"应为列表，而不是{json_kind(e.get('input'))}",
-    "tuple_type": lambda e: f"应为列表，而不是{json_kind(e.get('input'))}",
-    "set_type": lambda e: f"应为列表，而不是{json_kind(e.get('input'))}",
-    "frozen_set_type": lambda e: f"应为列表，而不是{json_kind(e.get('input'))}",
-    "iterable_type": lambda e: f"应为列表，而不是{json_kind(e.get('input'))}",
-    "set_item_not_hashable": lambda e: "列表中有不能比较的项",
+    "too_short": _limited("至少应有 {} 项（现有 {} 项）", "min_length", "actual_length"),
+    "too_long": _limited("最多 {} 项（现有 {} 项）", "max_length", "actual_length"),
+    "int_type": _not_a("整数"),
+    "int_parsing": _unreadable_as("整数"),
+    "int_parsing_size": _fixed("数字位数过多，无法读取"),
+    "int_from_float": _unreadable_as("整数，不能有小数部分"),
+    "float_type": _not_a("数字"),
+    "float_parsing": _unreadable_as("数字"),
+    "finite_number": _fixed("应为有限的数字（不能是无穷大或 NaN）"),
+    "decimal_type": _fixed("应为数字"),
+    "decimal_parsing": _unreadable_as("数字"),
+    "decimal_max_digits": _limited("最多 {} 位数字", "max_digits"),
+    "decimal_max_places": _limited("最多 {} 位小数", "decimal_places"),
+    "decimal_whole_digits": _limited("整数部分最多 {} 位", "whole_digits"),
+    "multiple_of": _limited("应为 {} 的整数倍", "multiple_of"),
+    "greater_than": _limited("应大于 {}", "gt"),
+    "greater_than_equal": _limited("应大于或等于 {}", "ge"),
+    "less_than": _limited("应小于 {}", "lt"),
+    "less_than_equal": _limited("应小于或等于 {}", "le"),
+    "bool_type": _not_a(" true 或 false"),
+    "bool_parsing": _unreadable_as(" true 或 false"),
+    "literal_error": _not_one_of,
+    "enum": _not_one_of,
+    "none_required": _fixed("应为空（null）"),
+    **dict.fromkeys(("dict_type", "model_type", "model_attributes_type", "dataclass_type"), _not_a(" JSON 对象（由字段组成）")),
+    **dict.fromkeys(("list_type", "tuple_type", "set_type", "frozen_set_type", "iterable_type"), _not_a("列表")),
+    "set_item_not_hashable": _fixed("列表中有不能比较的项"),
     "json_invalid": lambda e: f"不是有效的 JSON（{_printable(str(_ctx(e, 'error') or ''), 80)}）",
-    "json_type": lambda e: "应为 JSON 文本",
-    "bytes_type": lambda e: "应为文字",
-    "bytes_too_short": lambda e: f"至少应有 {_number(_ctx(e, 'min_length'))} 个字节",
-    "bytes_too_long": lambda e: f"最多 {_number(_ctx(e, 'max_length'))} 个字节",
-    "date_type": lambda e: _DATE,
-    "date_parsing": lambda e: _DATE,
-    "date_from_datetime_parsing": lambda e: _DATE,
-    "date_from_datetime_inexact": lambda e: "应为日期，不带时刻（写作 YYYY-MM-DD）",
-    "date_past": lambda e: "应为过去的日期",
-    "date_future": lambda e: "应为将来的日期",
-    "datetime_type": lambda e: _DATETIME,
-    "datetime_parsing": lambda e: _DATETIME,
-    "datetime_from_date_parsing": lambda e: _DATETIME,
-    "datetime_object_invalid": lambda e: _DATETIME,
-    "datetime_past": lambda e: "应为过去的时间",
-    "datetime_future": lambda e: "应为将来的时间",
-    "timezone_aware": lambda e: "应带时区（如 +08:00）",
-    "timezone_naive": lambda e: "不应带时区",
-    "timezone_offset": lambda e: "时区不符",
-    "time_type": lambda e: _TIME,
-    "time_parsing": lambda e: _TIME,
-    "time_delta_type": lambda e: _DURATION,
-    "time_delta_parsing": lambda e: _DURATION,
-    "uuid_type": lambda e: "应为 UUID",
-    "uuid_parsing": lambda e: "应为 UUID（如 123e4567-e89b-12d3-a456-426614174000）",
-    "url_type": lambda e: "应为网址",
-    "url_parsing": lambda e: "应为网址（如 https://xf.example.gov.cn）",
+    "json_type": _fixed("应为 JSON 文本"),
+    "bytes_type": _fixed("应为文字"),
+    "bytes_too_short": _limited("至少应有 {} 个字节", "min_length"),
+    "bytes_too_long": _limited("最多 {} 个字节", "max_length"),
+    **dict.fromkeys(
+        ("date_type", "date_parsing", "date_from_datetime_parsing"), _fixed("应为日期，写作 YYYY-MM-DD（如 2026-03-15）")
+    ),
+    "date_from_datetime_inexact": _fixed("应为日期，不带时刻（写作 YYYY-MM-DD）"),
+    "date_past": _fixed("应为过去的日期"),
+    "date_future": _fixed("应为将来的日期"),
+    **dict.fromkeys(
+        ("datetime_type", "datetime_parsing", "datetime_from_date_parsing", "datetime_object_invalid"),
+        _fixed("应为日期和时刻，写作 ISO 8601（如 2026-03-15T09:30:00+08:00）"),
+    ),
+    "datetime_past": _fixed("应为过去的时间"),
+    "datetime_future": _fixed("应为将来的时间"),
+    "timezone_aware": _fixed("应带时区（如 +08:00）"),
+    "timezone_naive": _fixed("不应带时区"),
+    "timezone_offset": _fixed("时区不符"),
+    **dict.fromkeys(("time_type", "time_parsing"), _fixed("应为时刻，写作 HH:MM 或 HH:MM:SS（如 09:30）")),
+    **dict.fromkeys(("time_delta_type", "time_delta_parsing"), _fixed("应为时长，写作 ISO 8601（如 P7D、PT2H）")),
+    "uuid_type": _fixed("应为 UUID"),
+    "uuid_parsing": _fixed("应为 UUID（如 123e4567-e89b-12d3-a456-426614174000）"),
+    "url_type": _fixed("应为网址"),
+    "url_parsing": _fixed("应为网址（如 https://xf.example.gov.cn）"),
     "url_scheme": lambda e: f"网址应以 {_choices(_ctx(e, 'expected_schemes'))} 开头",
-    "url_too_long": lambda e: f"网址最多 {_number(_ctx(e, 'max_length'))} 个字符",
+    "url_too_long": _limited("网址最多 {} 个字符", "max_length"),
     "union_tag_invalid": lambda e: f"“{_printable(str(_ctx(e, 'discriminator')))}”应为 {_choices(_ctx(e, 'expected_tags'))} 之一",
     "union_tag_not_found": lambda e: f"缺少用来区分种类的字段“{_printable(str(_ctx(e, 'discriminator')))}”",
-    "frozen_field": lambda e: "不能修改",
-    "frozen_instance": lambda e: "不能修改",
-    "is_instance_of": lambda e: "类型不符",
-    "callable_type": lambda e: "类型不符",
-    "no_such_attribute": lambda e: "不是此记录的字段",
-    "recursion_loop": lambda e: "嵌套循环，无法读取",
+    **dict.fromkeys(("frozen_field", "frozen_instance"), _fixed("不能修改")),
+    **dict.fromkeys(("is_instance_of", "callable_type"), _fixed("类型不符")),
+    "no_such_attribute": _fixed("不是此记录的字段"),
+    "recursion_loop": _fixed("嵌套循环，无法读取"),
 }
 
 

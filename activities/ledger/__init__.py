@@ -18,7 +18,8 @@ The names below are the package's public surface; import them from ``activities.
 Activities only: no workflow imports this package (it touches the database and the key file).
 """
 
-from activities.ledger.entries import ENTRY_VERSION, document_of_entry, make_entry, verification_code
+from activities.ledger import entries, store, verify
+from activities.ledger.entries import *  # noqa: F403
 from activities.ledger.heads import STH_CONTEXT, SignedTreeHead, sth_signing_input, verify_sth_signature
 from activities.ledger.merkle import (
     EMPTY_ROOT,
@@ -30,49 +31,25 @@ from activities.ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from activities.ledger.store import (
-    AppendResult,
-    Ledger,
-    LedgerEntry,
-    LedgerError,
-    LedgerNode,
-    LedgerSignedHead,
-    LedgerState,
-    LedgerTamperedError,
-    create_ledger_tables,
-    ledger_metadata,
-    load_or_create_signing_key,
-)
-from activities.ledger.verify import VerificationResult, verify_document
+from activities.ledger.store import *  # noqa: F403
+from activities.ledger.verify import *  # noqa: F403
 
+# All that entries, store and verify export; of heads and merkle, what a caller needs (the rest is
+# their own plumbing, imported from the submodule by whoever needs it).
 __all__ = [
     "EMPTY_ROOT",
-    "ENTRY_VERSION",
     "HASH_SIZE",
     "STH_CONTEXT",
-    "AppendResult",
     "InMemoryTree",
-    "Ledger",
-    "LedgerEntry",
-    "LedgerError",
-    "LedgerNode",
-    "LedgerSignedHead",
-    "LedgerState",
-    "LedgerTamperedError",
     "SignedTreeHead",
-    "VerificationResult",
-    "create_ledger_tables",
-    "document_of_entry",
     "leaf_hash",
-    "ledger_metadata",
-    "load_or_create_signing_key",
-    "make_entry",
     "node_hash",
     "split_point",
     "sth_signing_input",
-    "verification_code",
     "verify_consistency",
-    "verify_document",
     "verify_inclusion",
     "verify_sth_signature",
 ]
+__all__ += entries.__all__
+__all__ += store.__all__
+__all__ += verify.__all__

@@ -20,12 +20,19 @@ class VerificationResult(BaseModel):
     genuine: bool
     message: str
     document_sha256: str
-    index: int | None = None
+    index: int | None = None  # the entry naming the document, once found
     verification_code: str | None = None
-    tree_size: int | None = None
-    root_hex: str | None = None
-    proof_hex: list[str] = Field(default_factory=list)
+    # The head the inclusion proof was checked against, and the proof (once it could be checked).
     signed_head: SignedTreeHead | None = None
+    proof_hex: list[str] = Field(default_factory=list)
+
+    @property
+    def tree_size(self) -> int | None:
+        return self.signed_head.tree_size if self.signed_head else None
+
+    @property
+    def root_hex(self) -> str | None:
+        return self.signed_head.root_hex if self.signed_head else None
 
 
 def verify_document(path_or_bytes: Path | str | bytes, ledger: Ledger) -> VerificationResult:
@@ -74,12 +81,7 @@ def verify_document(path_or_bytes: Path | str | bytes, ledger: Ledger) -> Verifi
         sth = ledger.signed_head()
         root = bytes.fromhex(sth.root_hex)
         proof = ledger.inclusion_proof(index, sth.tree_size)
-        fields: dict[str, Any] = {
-            "tree_size": sth.tree_size,
-            "root_hex": sth.root_hex,
-            "proof_hex": [p.hex() for p in proof],
-            "signed_head": sth,
-        }
+        fields: dict[str, Any] = {"signed_head": sth, "proof_hex": [p.hex() for p in proof]}
         if not verify_inclusion(h, index, sth.tree_size, proof, root):
             return altered(f"第 {index} 条记录的证明推导不出已签名的根哈希", **fields)
         if not ledger.verify_signed_head(sth):
