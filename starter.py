@@ -16,6 +16,8 @@
     python starter.py assessment --year YEAR            each unit's mediation rate and points
     python starter.py arbitration                       the green channel's return-to-court rate
     python starter.py brief --period 2026-11 [--locality X] [--out FILE]   the monthly data brief (PDF)
+    python starter.py rules preview --proposed FILE [--period P] [--data DIR] [--sample N] [--cases-csv FILE]
+                                                        replay a past period under a proposed rules file
     python starter.py verify FILE [--data DIR]          check that a document is genuine
     python starter.py ledger head | consistency OLD NEW the log's signed head and proofs
     python starter.py ledger monitor --url BASE | --data DIR [--state FILE] [--public-key B64]
@@ -370,6 +372,37 @@ async def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+async def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
+    """`rules preview`: a past period's cases replayed under the recorded and the proposed rules
+    (engine/preview.py), compared. A supervision-office report: the cockpit's permission."""
+    from engine.cockpit import current_period, parse_period
+    from engine.preview import print_preview, run_preview
+    from engine.simulate import SimulationFailed
+    from rules.ruleset import load_rules
+
+    source = settings.model_copy(update={"data_dir": Path(args.data), "database_url": None}) if args.data else settings
+    require(_actor(args, settings), "view_cockpit")
+    if not args.proposed:
+        raise InputError("--proposed FILE: name the proposed rules file to preview.")
+    try:
+        load_rules(Path(args.proposed))  # an invalid file is refused with the loader's sentence, before anything runs
+    except FileNotFoundError:
+        raise InputError(f"--proposed {printable(args.proposed)}: no such file; nothing was run.") from None
+    try:
+        period = parse_period(args.period) if args.period else current_period("year")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if args.data and not (Path(args.data) / "petitions.db").is_file():
+        raise InputError(f"--data {printable(args.data)}: holds no engine database (petitions.db); nothing was run.")
+    try:
+        report = await run_preview(source, period, Path(args.proposed), sample=args.sample,
+                                   cases_csv=Path(args.cases_csv) if args.cases_csv else None, say=_say)  # fmt: skip
+    except SimulationFailed as exc:
+        _say(f"错误：{exc}")
+        return EXIT_FAILED
+    return _show(args, report, print_preview)
+
+
 async def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from engine.reports import verify_file
 
@@ -647,6 +680,14 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--period", required=True, help="a month (2026-11), a quarter (2026-Q4) or a year (2026)")
     br.add_argument("--locality", default=None, help="one locality only (default: the whole city)")
     br.add_argument("--out", default=None, metavar="FILE", help="default: 月度数据快报-PERIOD.pdf in the current folder")
+    ru = sub.add_parser("rules", help="rules: preview a proposed rules file's impact on a past period")
+    ru.add_argument("what", choices=["preview"])
+    ru.add_argument("--proposed", default=None, metavar="FILE", help="the proposed rules file (rules/default.toml's format)")
+    ru.add_argument("--period", default=None, help="a year (2026), a quarter (2026-Q3) or a month (2026-11); default this year")
+    ru.add_argument("--data", default=None, metavar="DIR", help="the engine's data folder to read (default PETITION_DATA_DIR)")
+    ru.add_argument("--sample", type=int, default=None, metavar="N",
+                    help="replay a deterministic sample of N cases (figures are the sample's, not scaled)")
+    ru.add_argument("--cases-csv", default=None, metavar="FILE", help="write each case whose outcome differs (no personal data)")
     v = sub.add_parser("verify", help="check that a document is genuine")
     v.add_argument("file")
     v.add_argument("--data", default=None, metavar="DIR")
@@ -699,6 +740,7 @@ COMMANDS = {
     "assessment": cmd_assessment,
     "arbitration": cmd_arbitration,
     "brief": cmd_brief,
+    "rules": cmd_rules,
     "verify": cmd_verify,
     "ledger": cmd_ledger,
     "calendar": cmd_calendar,

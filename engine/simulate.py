@@ -287,8 +287,15 @@ class Draft:
     matter: Matter
     repeat: bool
     steps: list[Step] = field(default_factory=list)
+    # A plan from another source than the draw (engine/preview.py: a recorded period replayed):
+    # the intake as given, the case's id, and the rules the case starts under (else the run's).
+    given: Intake | None = None
+    case_id: str | None = None
+    rules: RuleSet | None = None
 
     def intake(self, rng: random.Random, used: set[str]) -> Intake:
+        if self.given is not None:
+            return self.given
         m = self.matter
         others = [_person(rng, used) for _ in range(self.persons - 1)]
         content = m.content  # a repeat says it again (a "still unanswered" would read as medium risk)
@@ -311,9 +318,14 @@ class Draft:
 class YearDraw:
     year: int
     first_day: date
-    days: int  # simulated days, from 1 January
+    days: int  # simulated days, from first_day (1 January for a drawn year)
     drafts: list[Draft]
     matters: list[Matter]
+    # The day's stops (local times); a registration or step is due at (day, slot).
+    slots: tuple[timedelta, ...] = SLOTS
+    # A repeat visit that makes a nail case has a leader assigned the next day (a drawn year);
+    # a replayed plan carries its recorded assign_leader steps instead.
+    nail_leaders: bool = True
 
 
 def _weighted(rng: random.Random, table: dict[Any, float]) -> Any:
@@ -652,6 +664,7 @@ class Options:
     seed: int = 2026
     concurrency: int = 16
     pdf: bool = False
+    rules_file: Path | None = None  # the rules new cases start under (default: the engine's)
 
 
 @dataclass
@@ -871,8 +884,11 @@ def check_options(opts: Options, now: datetime | None = None) -> None:
         )
 
 
-async def run_simulation(opts: Options, say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Simulate the year into `opts.data_dir` and return the summary (`summarise`)."""
+async def run_simulation(
+    opts: Options, say: Callable[[str], None] | None = None, plan: YearDraw | None = None
+) -> dict[str, Any]:
+    """Simulate the year into `opts.data_dir` and return the summary (`summarise`). With `plan`,
+    its registrations and steps are run instead of a drawn year's (engine/preview.py)."""
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     check_options(opts)
     refuse_used_keep_dir(opts.data_dir, "--data")  # before anything starts or is written
@@ -883,14 +899,16 @@ async def run_simulation(opts: Options, say: Callable[[str], None] | None = None
         data_dir=opts.data_dir, database_url=None, notify_adapter="recording", ledger_key_file=None,
         payload_key_file=None, payload_keys=None,
     )  # fmt: skip
+    if opts.rules_file is not None:
+        settings.rules_file = opts.rules_file
     rules = load_rules(settings.rules_file)
     calendar = load_calendar(settings)
-    draw = draw_year(opts.year, opts.scale, opts.seed, calendar, rules, opts.until, opts.cases)
+    draw = plan or draw_year(opts.year, opts.scale, opts.seed, calendar, rules, opts.until, opts.cases)
     say(
         f"模拟 {opts.year} 年：{len(draw.drafts):,} 件登记（{len(draw.matters):,} 个信访事项），"
         f"{draw.first_day} 至 {draw.first_day + timedelta(days=draw.days - 1)}，数据目录 {opts.data_dir}"
     )
-    start = year_start(opts.year)
+    start = datetime(draw.first_day.year, draw.first_day.month, draw.first_day.day, tzinfo=SHANGHAI).astimezone(UTC)
     workdir = Path(tempfile.mkdtemp(prefix="petition-simulate-"))
     started = time.monotonic()
     tally = _Tally()
@@ -985,15 +1003,16 @@ class _Runner:
         self.rng = random.Random(f"{opts.seed}:people")
         self.used_ids = {m.petitioner.id_number for m in draw.matters if m.petitioner.id_number}
         self.nail = rules.repeat_visits.nail_case_threshold
-        self.first_local = datetime(draw.first_day.year, 1, 1, tzinfo=SHANGHAI)
+        self.first_local = datetime(draw.first_day.year, draw.first_day.month, draw.first_day.day, tzinfo=SHANGHAI)
+        self.slots = draw.slots
 
     def at(self, day: int, slot: int) -> datetime:
-        return (self.first_local + timedelta(days=day) + SLOTS[slot]).astimezone(UTC)
+        return (self.first_local + timedelta(days=day) + self.slots[slot]).astimezone(UTC)
 
     async def run(self) -> None:
         last_report = time.monotonic()
         for day in range(self.draw.days):
-            for slot in range(len(SLOTS)):
+            for slot in range(len(self.slots)):
                 due, regs = self.due.pop((day, slot), []), self.regs.pop((day, slot), [])
                 if not (due or regs):
                     continue  # nothing to do then: the clock runs on to the next stop
@@ -1042,15 +1061,15 @@ class _Runner:
         intake = d.intake(self.rng, self.used_ids)
         try:
             reg = await register(
-                self.client, self.settings, intake, task_queue=self.task_queue, rules=self.rules,
-                case_id=new_case_id(self.at(day, slot)), actor=DESK,
+                self.client, self.settings, intake, task_queue=self.task_queue, rules=d.rules or self.rules,
+                case_id=d.case_id or new_case_id(self.at(day, slot)), actor=DESK,
             )  # fmt: skip
         except Exception as exc:  # one registration's failure is reported, not the year's end
             self._error(f"registration {d.index} ({d.matter.title})", exc)
             return
         if reg.repeat_visit:
             self.tally.repeat_visits += 1
-            if reg.visits == self.nail:  # a nail case (钉子案): a leader takes it (领导包案)
+            if reg.visits == self.nail and self.draw.nail_leaders:  # a nail case (钉子案): a leader takes it (领导包案)
                 case = _Case(reg.case_id, day, [Step(1, 0, "assign_leader", {"leader": self.rng.choice(LEADERS)})])
                 self._schedule(case, day, slot)
             return
@@ -1079,7 +1098,7 @@ class _Runner:
         step = case.steps[case.next]
         when = (case.reg_day + step.day, step.slot)
         if when <= (day, slot):
-            when = (day, slot + 1) if slot + 1 < len(SLOTS) else (day + 1, 0)
+            when = (day, slot + 1) if slot + 1 < len(self.slots) else (day + 1, 0)
         if when[0] >= self.draw.days:
             self.due.setdefault((self.draw.days, 0), []).append(case)  # after the period: counted, not taken
             return
