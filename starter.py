@@ -67,7 +67,6 @@ from engine.desk import (
     Refused,
     check_case_id,
     check_request_id,
-    new_request_id,
     parse_json_text,
     read_json_input,
 )
@@ -159,10 +158,12 @@ async def cmd_act(args: argparse.Namespace, settings: Settings) -> int:
     parse_action(args.action, data)
     # The same request id sends the same action again (after a timeout, a lost answer): the engine
     # answers with the first outcome instead of acting twice or refusing it as a second action.
-    request_id = check_request_id(args.request_id) if args.request_id is not None else new_request_id()
+    # Checked here, before the engine is contacted; `act` makes one up when none is given.
+    if args.request_id is not None:
+        check_request_id(args.request_id)
     actor = _actor(args, settings)
     client = await connect(settings)
-    result = await act(client, settings, args.case, args.action, data, actor=actor, request_id=request_id)
+    result = await act(client, settings, args.case, args.action, data, actor=actor, request_id=args.request_id)
     done = {"case_id": result.case_id, "stage": result.stage, "outcome": result.outcome, "events": [e.contract() for e in result.events]}
     return _show(args, done, lambda d: print_act(args.action, d))
 

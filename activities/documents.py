@@ -695,8 +695,9 @@ def write_pdf(
     document_sha256: str,
     public_url: str,
 ) -> Path | None:
-    """The PDF of a document just issued (`issue_document`): `keep_pdf`, drawn from the text file
-    like any later rendering; the fields and addressee render the body only if there is no text."""
+    """The PDF of a document from what issued it: `keep_pdf`, drawn from the text file like any
+    later rendering; the fields and addressee render the body only if there is no text. (The
+    `issue_document` activity calls `keep_pdf` itself, and reads those only when the text is gone.)"""
     doc = DocumentRef(text_path, kind, case_id, issued_at, verification_code, document_sha256)
     return keep_pdf(doc, public_url, None if text_path.exists() else render_body(kind, case_id, issued_at, fields, addressee))
 

@@ -45,7 +45,7 @@ from activities.db import (
     move_case_tally,
     project_events,
 )
-from activities.documents import TEMPLATE_VERSION, document_path, footer, render_body, write_pdf
+from activities.documents import TEMPLATE_VERSION, DocumentRef, document_path, footer, keep_pdf, render_body
 from activities.ledger import Ledger, make_entry, verification_code
 from activities.notify import Notice, NotifyError, RecordingNotifier, build_notifier
 from engine.config import RULES_DIR, Settings
@@ -418,21 +418,17 @@ class PetitionActivities:
         PDF that is missing. Rendered in a process of its own: it is CPU work (font subsetting), and
         in this process it would hold the interpreter while cases' clocks and other activities run."""
         try:
-            fields, addressee = await asyncio.to_thread(lambda: (self._fields(req), self._addressee(req.case_id)))
+            text = Path(issued.path)
+            doc = DocumentRef(text, req.kind, req.case_id, req.issued_at, issued.verification_code, issued.sha256)
+            # The PDF is drawn from the text file just written; only without it (deleted since a
+            # first attempt) is the body rendered again, which needs the fields and the addressee.
+            body = None
+            if not text.exists():
+                body = await asyncio.to_thread(
+                    lambda: render_body(req.kind, req.case_id, req.issued_at, self._fields(req), self._addressee(req.case_id))
+                )
             await asyncio.get_running_loop().run_in_executor(
-                pdf_pool(),
-                functools.partial(
-                    write_pdf,
-                    Path(issued.path),
-                    req.kind,
-                    req.case_id,
-                    req.issued_at,
-                    fields,
-                    addressee,
-                    verification_code=issued.verification_code,
-                    document_sha256=issued.sha256,
-                    public_url=self.settings.resolved_public_url(),
-                ),
+                pdf_pool(), functools.partial(keep_pdf, doc, self.settings.resolved_public_url(), body)
             )
         except Exception as err:
             log.error("document pdf not written", case_id=req.case_id, kind=req.kind.value, error=repr(err))

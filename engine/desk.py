@@ -31,8 +31,9 @@ from activities.db import CaseRow, RefusalRow, TimelineRow, as_utc, get_engine
 from engine.config import Settings
 from rules.access import ROLE_CN, may
 from rules.deadlines import SHANGHAI, CalendarSnapshot, HolidayCalendar
+from rules.lifecycle import closed_refusal
 from rules.ruleset import RuleSet, load_rules
-from rules.vocabulary import ACTION_CN, MAX_CONTENT_CHARS, MAX_INPUT_BYTES, OUTCOME_CN, Risk, StaffRole
+from rules.vocabulary import ACTION_CN, MAX_CONTENT_CHARS, MAX_INPUT_BYTES, Risk, StaffRole
 from rules.vocabulary import MAX_TITLE_CHARS as MAX_TITLE_CHARS  # checked by the Intake model
 from workflows.models import (
     ACTION_INPUTS,
@@ -436,7 +437,7 @@ async def act(
                 outcome = _case_outcome(settings, case_id)
                 if outcome is None and "not found" in text.lower():
                     raise InputError(f"没有案件“{case_id}”。") from err
-                message = closed_case_sentence(outcome)
+                message = closed_refusal(outcome)
                 _record_refusal(settings, case_id, action, message, actor)
                 raise Refused(case_id, action, message) from err
             if err.status not in TRANSIENT:
@@ -467,12 +468,6 @@ def _busy(
         said = (f"引擎忙或正在恢复（例如案件 {case_id} 的工作进程刚刚中断，引擎正在重试）：操作“{name}”"
                 f"在 {worker_wait.seconds} 秒内没有被引擎接收，没有生效。请稍后再发送（{again}）。")  # fmt: skip
     return EngineBusy(said, case_id=case_id, action=action, request_id=request_id, maybe_applied=accepted or unknown)
-
-
-def closed_case_sentence(outcome: str | None) -> str:
-    """The refusal of an action on a closed case (the same sentence as rules.lifecycle's)."""
-    shown = f"（{OUTCOME_CN.get(outcome, outcome)}）" if outcome else ""  # type: ignore[call-overload]
-    return f"案件已办结{shown}，不再接受任何操作。"
 
 
 def history(settings: Settings, case_id: str) -> dict[str, Any]:

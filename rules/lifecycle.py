@@ -133,11 +133,17 @@ def _window_lapsed(facts: CaseFacts, now: datetime, rules: RuleSet, window: Dead
     return None
 
 
+def closed_refusal(outcome: str | None) -> str:
+    """The refusal of any action on a closed case: the rules' own, and the desk's when the case's
+    workflow has already ended (engine/desk.py)."""
+    shown = f"（{OUTCOME_CN.get(outcome, outcome)}）" if outcome else ""  # type: ignore[call-overload]
+    return f"案件已办结{shown}，不再接受任何操作。"
+
+
 def refusal(action: str, facts: CaseFacts, now: datetime, rules: RuleSet, data: object = None) -> str | None:
     """Why the rules refuse `action` at `now` (a Chinese sentence), or None when it is allowed."""
     if facts.closed:
-        outcome = f"（{OUTCOME_CN[facts.outcome]}）" if facts.outcome else ""
-        return f"案件已办结{outcome}，不再接受任何操作。"
+        return closed_refusal(facts.outcome)
     stage = facts.stage
 
     if action in ("accept", "not_accept"):
