@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from fpdf.enums import MethodReturnValue, TableCellFillMode, TextMode, WrapMode, XPos, YPos
 from fpdf.fonts import FontFace
 from sqlalchemy.engine import Engine
 
 from activities.documents import CjkPdf, NoPdfFont, PdfFont, find_pdf_font
-from engine.cockpit import LETTER_KINDS, Alert, Overview, Period, overview, red_alerts
+from engine.cockpit import LETTER_KINDS, Alert, Overview, Period, overview, red_alerts, trend_buckets
 from rules.deadlines import SHANGHAI
-from rules.vocabulary import CATEGORY_CN, CHANNEL_CN, LADDER_CN, Category, Channel, DocumentKind
+from rules.vocabulary import CATEGORY_CN, CHANNEL_CN, DOCUMENT_CN, LADDER_CN, Category, Channel
 
 CITY = "本市"  # the brief's city, as its title names it
 TOP_ALERTS = 15
@@ -30,11 +30,6 @@ TOP_ALERTS = 15
 _KIND_CN = {"month": "月度", "quarter": "季度", "year": "年度"}
 _THIS = {"month": "本月", "quarter": "本季度", "year": "本年"}
 _LAST = {"month": "上月", "quarter": "上季度", "year": "上年"}
-_LETTER_CN = {
-    DocumentKind.risk_warning_letter.value: "风险提示函",
-    DocumentKind.supervision_letter.value: "督办函",
-    DocumentKind.accountability_letter.value: "问责建议函",
-}
 
 _W, _H, _M = 210.0, 297.0, 15.0  # A4, margins (mm)
 _INNER = _W - 2 * _M
@@ -114,7 +109,7 @@ def headline_rows(cur: Overview, prev: Overview) -> list[tuple[str, str, str, st
         (r1, p1, w1), (r0, p0, w0) = get(cur), get(prev)
         return label, _rate_of(r1, p1, w1), _rate_of(r0, p0, w0), _rate_change(r1, r0)
 
-    letters = [count(_LETTER_CN[k.value], lambda o, k=k: o.letters.get(k.value, 0)) for k in LETTER_KINDS]  # type: ignore[misc]
+    letters = [count(DOCUMENT_CN[k], lambda o, k=k: o.letters.get(k.value, 0)) for k in LETTER_KINDS]  # type: ignore[misc]
     return [
         count("登记批次", lambda o: o.batches),
         count("登记人次", lambda o: o.persons),
@@ -287,15 +282,11 @@ class _BriefPdf(CjkPdf):
 
     def trend_chart(self, x: float, y: float, w: float, h: float, cur: Overview, period: Period) -> None:
         """登记趋势: batches as bars, person-times as a line, per day (a month) or per month."""
+        buckets = trend_buckets(period)
         if period.kind == "month":
-            days = (period.next_first_day - period.first_day).days
-            buckets = [(period.first_day + timedelta(days=d)).isoformat() for d in range(days)]
-            names = [f"{d + 1}日" if d == 0 or (d + 1) % 5 == 0 else "" for d in range(days)]
+            names = [f"{d + 1}日" if d == 0 or (d + 1) % 5 == 0 else "" for d in range(len(buckets))]
         else:
-            months = 12 if period.kind == "year" else 3
-            first = period.first_day.month
-            buckets = [f"{period.year}-{first + m:02d}" for m in range(months)]
-            names = [f"{first + m}月" for m in range(months)]
+            names = [f"{int(b[5:])}月" for b in buckets]
         by = {t["bucket"]: (t["batches"], t["persons"]) for t in cur.trend}
         values = [by.get(b, (0, 0)) for b in buckets]
         self.legend(x + w - 34, y, [("批次", _BLUE), ("人次", _ORANGE)])

@@ -119,6 +119,16 @@ def current_period(kind: PeriodKind = "month", now: datetime | None = None) -> P
     return Period(kind, local.year, number)
 
 
+def trend_buckets(p: Period) -> list[str]:
+    """Every bucket of the overview's trend, in order: the days of a month (`2026-11-01`), the
+    months of a quarter or a year (`2026-10`)."""
+    if p.kind == "month":
+        return [(p.first_day + timedelta(days=k)).isoformat() for k in range((p.next_first_day - p.first_day).days)]
+    months = 12 if p.kind == "year" else 3
+    first = p.first_day.month
+    return [f"{p.year}-{m:02d}" for m in range(first, first + months)]
+
+
 # ---------------------------------------------------------------------------------------------
 # The overview
 # ---------------------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ def build_plan(
     with db.connect() as c:
         last = c.execute(text("SELECT MAX(at) FROM timeline")).scalar()
     if not rows:
-        raise PreviewError(f"--period {_period_text(period)}: 该期间没有登记的案件，无可重放；未运行任何重放。")
+        raise PreviewError(f"--period {period.code}: 该期间没有登记的案件，无可重放；未运行任何重放。")
     total = len(rows)
     if sample is not None and sample < total:
         keep = set(random.Random(seed).sample([r.case_id for r in rows], sample))
@@ -450,7 +450,7 @@ async def run_preview(
     try:
         check_options(Options(year=period.year, data_dir=Path("."), cases=1))  # the year can be replayed
     except InputError as exc:
-        raise PreviewError(f"--period {_period_text(period)}: {exc}") from None
+        raise PreviewError(f"--period {period.code}: {exc}") from None
     plan = build_plan(settings, period, sample=sample)
     source = get_engine(settings.resolved_database_url())
     recorded = figures(source, plan.case_ids)
@@ -494,7 +494,7 @@ async def run_preview(
     if cases_csv is not None:
         write_cases_csv(cases_csv, differing)
     return {
-        "period": _period_text(period),
+        "period": period.code,
         "replayed_until": plan.horizon.isoformat(),
         "proposed": {"file": str(proposed_file), "version": proposed.version},
         "baseline_rules": {"versions": dict(plan.versions), "unknown_versions": dict(plan.unknown_versions)},
@@ -518,11 +518,6 @@ async def run_preview(
     }
 
 
-def _period_text(period: Period) -> str:
-    return {"year": f"{period.year}", "quarter": f"{period.year}-Q{period.number}",
-            "month": f"{period.year}-{period.number:02d}"}[period.kind]  # fmt: skip
-
-
 def write_cases_csv(path: Path, differing: list[dict[str, Any]]) -> None:
     """Each case whose life differs under the proposed rules: id, masked title, what differed."""
     with path.open("w", encoding="utf-8-sig", newline="") as f:
@@ -535,12 +530,10 @@ def write_cases_csv(path: Path, differing: list[dict[str, Any]]) -> None:
 def print_preview(report: Mapping[str, Any]) -> None:
     """The preview as Chinese tables (engine/console.py's building blocks)."""
     from engine.console import _fields, _table, console
+    from engine.console import _percent as pct
 
     out = console()
     fid = report["fidelity"]
-
-    def pct(v: Any) -> str:
-        return f"{v * 100:.1f}%" if isinstance(v, int | float) else "—"
 
     sample = report.get("sample")
     facts: list[tuple[str, Any]] = [
