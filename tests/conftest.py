@@ -3,6 +3,7 @@ and worker per test (the samples-python `new_worker` pattern)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -32,15 +33,20 @@ def payload_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("keys") / "payload.keys"
 
 
-@pytest.fixture(scope="session")
-async def env(payload_key_file: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
-    environment = await start_test_server(
-        Settings(data_dir=tmp_path_factory.mktemp("server"), payload_key_file=payload_key_file)
-    )
+@contextlib.asynccontextmanager
+async def time_skipping_server(payload_key_file: Path, folder: Path) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server for a fixture's scope (the session's, or a module's own)."""
+    environment = await start_test_server(Settings(data_dir=folder, payload_key_file=payload_key_file))
     try:
         yield environment
     finally:
         await environment.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def env(payload_key_file: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+    async with time_skipping_server(payload_key_file, tmp_path_factory.mktemp("server")) as environment:
+        yield environment
 
 
 @pytest.fixture

@@ -20,12 +20,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from activities.db import CaseRow, IntakeRow, PetitionerRow, TimelineRow, as_utc, get_engine
-from engine.config import Settings
 from engine.desk import load_calendar, matter_key, new_case_id, parse_intake, register
 from engine.scenario import SCENARIO_DESK, act_scripted
-from engine.servers import start_test_server
 from rules.vocabulary import DeadlineName, Stage
-from tests.conftest import Harness
+from tests.conftest import Harness, time_skipping_server
 from tests.scenario_helpers import RULES, due_after, petition
 from worker import SANDBOX, WORKFLOWS
 from workflows.models import CaseStart, CaseState, Timeline
@@ -42,13 +40,8 @@ async def env(payload_key_file: Path, tmp_path_factory: pytest.TempPathFactory) 
     accepted case whose worker was gone and whose mediation window fell inside that week; alone,
     or after tests without such a case, it passed. Not diagnosed further: a test-server matter
     (its clock, see engine/simulate.py SimClock), not the engine's; the real server has no such clock."""
-    environment = await start_test_server(
-        Settings(data_dir=tmp_path_factory.mktemp("long-lives-server"), payload_key_file=payload_key_file)
-    )
-    try:
+    async with time_skipping_server(payload_key_file, tmp_path_factory.mktemp("long-lives-server")) as environment:
         yield environment
-    finally:
-        await environment.shutdown()
 VISIT = {"channel": "visit", "persons": 1}
 
 
